@@ -1,0 +1,175 @@
+"""Command line: Typer parses flags into a frozen config; engines do the work.
+
+Only this module maps errors to exit codes: 0 success, 1 runtime failure, 2 bad usage,
+130 interrupted. Tracebacks appear only with --debug.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vsr.errors import Interrupted, StageError, VsrError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="vsr: video super-resolution that keeps the original audio, timing and colours.",
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("vsr")
+
+
+class _TqdmHandler(logging.Handler):
+    """Log through tqdm so progress bars stay intact."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def _setup_logging(*, quiet: bool, debug: bool) -> None:
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("vsr: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
+    logging.getLogger("libav").setLevel(logging.CRITICAL)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _guard(fn: Callable[[], None], *, debug: bool) -> None:
+    """Run ``fn`` and turn every failure into one line on stderr and an exit code."""
+    try:
+        fn()
+    except (Interrupted, KeyboardInterrupt):
+        print("vsr: interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
+    except VsrError as exc:
+        if debug:
+            raise
+        cause = exc.cause if isinstance(exc, StageError) else exc
+        if isinstance(cause, KeyboardInterrupt):
+            print("vsr: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+        print(f"vsr: error: {exc.one_line()}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # noqa: BLE001 - unexpected: still one line without --debug
+        if debug:
+            raise
+        print(f"vsr: error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def run(
+    input: Annotated[Path, typer.Argument(help="Input video file.", show_default=False)],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file [default: <input folder>/<stem>_<model>_x<scale>.<ext>].")] = None,
+    model: Annotated[str | None, typer.Option("-m", "--model", help="Model name [default: espcn].")] = None,
+    scale: Annotated[int | None, typer.Option("-x", "-s", "--scale", help="Upscaling factor [default: 3].")] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Weights file (.safetensors, OpenCV .pb).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps [default: auto].")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="auto, fp32, fp16 or bf16 [default: auto: fp16 on CUDA, fp32 on CPU].")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Frames per model batch [default: 4].")] = None,
+    codec: Annotated[str | None, typer.Option("--codec", help="Video encoder [default: libx264].")] = None,
+    crf: Annotated[int | None, typer.Option("--crf", help="Constant rate factor (quality).")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Encoder preset.")] = None,
+    pix_fmt: Annotated[str | None, typer.Option("--pix-fmt", help="Output pixel format [default: the input's].")] = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON on stdout.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file (flags override it).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Upscale a video, keeping its audio, subtitles, timing and colour tags."""
+    _setup_logging(quiet=quiet, debug=debug)
+
+    def job() -> None:
+        from vsr.config import make_config
+        from vsr.pipeline.engine import run as run_engine
+
+        flags = {
+            "input": input, "output": output, "model": model, "scale": scale,
+            "weights": weights, "device": device, "precision": precision,
+            "batch_size": batch_size, "codec": codec, "crf": crf, "preset": preset,
+            "pix_fmt": pix_fmt, "audio": False if no_audio else None,
+            "overwrite": overwrite or None, "quiet": quiet or None,
+        }
+        cfg = make_config(flags, config)
+        report = _run_with_progress(cfg, run_engine, show=not cfg.quiet)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2))
+        elif not cfg.quiet:
+            print(report.summary(), file=sys.stderr)
+            print(report.output)
+
+    _guard(job, debug=debug)
+
+
+def _run_with_progress(cfg: Any, run_engine: Callable[..., Any], *, show: bool) -> Any:
+    from tqdm import tqdm
+
+    from vsr.media.probe import probe
+
+    total = None
+    if show and cfg.input.exists() and cfg.input.is_file():
+        try:
+            total = probe(cfg.input).video.frame_count
+        except VsrError:
+            total = None  # the engine reports the error properly
+    with tqdm(total=total, unit="frame", disable=not show, dynamic_ncols=True,
+              file=sys.stderr, desc=cfg.input.name) as bar:
+        return run_engine(cfg, progress=bar.update)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write the sample and its upscaled version.")] = Path("vsr-demo"),
+    model: Annotated[str, typer.Option("-m", "--model")] = "espcn",
+    scale: Annotated[int, typer.Option("-x", "-s", "--scale")] = 3,
+    debug: Annotated[bool, typer.Option("--debug")] = False,
+) -> None:
+    """Make a short sample clip with audio, upscale it, and print where the result is."""
+    _setup_logging(quiet=False, debug=debug)
+
+    def job() -> None:
+        from vsr.config import RunConfig
+        from vsr.media.sample import make_sample_clip
+        from vsr.pipeline.engine import run as run_engine
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sample = make_sample_clip(out_dir / "sample.mp4")
+        print(f"sample clip: {sample}", file=sys.stderr)
+        cfg = RunConfig(input=sample, model=model, scale=scale, overwrite=True)
+        report = _run_with_progress(cfg, run_engine, show=True)
+        print(report.summary(), file=sys.stderr)
+        print(f"upscaled video: {report.output}")
+
+    _guard(job, debug=debug)
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    app()
+
+
+if __name__ == "__main__":
+    main()

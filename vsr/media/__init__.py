@@ -1,0 +1,1 @@
+"""Media input and output with PyAV: probe, threaded reader, writer, colour helpers."""

@@ -1,0 +1,716 @@
+"""OpenCV dnn_superres ``.pb`` graphs (ESPCN, FSRCNN, FSRCNN-small) as torch state dicts.
+
+The files are TensorFlow ``GraphDef`` protobufs. They are read here with a small
+wire-format reader in pure Python rather than with ``cv2.dnn.readNetFromTensorflow``:
+
+- it is plain data parsing: nothing in the file is imported, evaluated or run, and no
+  OpenCV importer (whose behaviour changes between engines and versions) sits between the
+  file and the tensors;
+- it sees the whole graph, not what an importer made of it, so every op can be checked:
+  the activations (ReLU, a PReLU written out as ``relu(x) + alpha * (x - |x|) * 0.5``, the
+  final tanh of ESPCN), the DepthToSpace block size and the final scalar bias of FSRCNN
+  are read from the graph, and anything else is refused instead of silently dropped;
+- it needs neither TensorFlow nor the ``protobuf`` package. The reader is bounded: every
+  length is checked against the buffer, varints are at most 10 bytes, the graph walk
+  visits each node at most once, and the file size is capped.
+
+The graph is walked back from its single output to the placeholder and turned into a
+list of layers, then matched against the torch modules:
+
+- ESPCN: conv5x5+b, act, conv3x3+b, act, conv3x3+b, DepthToSpace(r) [, tanh]
+  -> :class:`vsr.models.archs.espcn.ESPCN` (``conv1``/``conv2``/``conv3``);
+- FSRCNN / FSRCNN-small: conv5x5+b, PReLU, conv1x1+b, PReLU, m x [conv3x3+b, PReLU],
+  conv1x1+b, PReLU, conv1x1, DepthToSpace(r), scalar bias
+  -> :class:`vsr.models.archs.fsrcnn.FSRCNN` with ``upsampler="subpixel"``.
+
+LapSRN graphs are recognised only to say so (vsr cannot run them yet).
+
+:func:`upsample_like_opencv` is the reference for comparisons: the pre- and
+post-processing of ``cv2.dnn_superres.DnnSuperResImpl.upsample`` with a torch module in
+place of the OpenCV network.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vsr.errors import WeightsError
+
+#: Larger than any dnn_superres graph (EDSR x4 is about 38 MB); refuses huge files early.
+MAX_BYTES = 256 * 1024 * 1024
+
+#: Ops a graph may hold. Anything else is refused by name.
+_SUPPORTED_OPS = frozenset(
+    {
+        "Const",
+        "Placeholder",
+        "Identity",
+        "Conv2D",
+        "Add",
+        "AddV2",
+        "BiasAdd",
+        "Sub",
+        "Mul",
+        "Abs",
+        "Relu",
+        "Tanh",
+        "DepthToSpace",
+        "Transpose",
+    }
+)
+
+_DT_FLOAT, _DT_INT32 = 1, 3
+_NHWC_TO_NCHW = (0, 3, 1, 2)
+
+
+class _GraphError(Exception):
+    """Internal: the graph is not what the matcher expects (becomes a WeightsError)."""
+
+
+# --------------------------------------------------------------------------------------
+# Protobuf wire format
+# --------------------------------------------------------------------------------------
+
+
+def _varint(buf: memoryview, i: int) -> tuple[int, int]:
+    value = shift = 0
+    for _ in range(10):
+        if i >= len(buf):
+            raise _GraphError("truncated varint")
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+    raise _GraphError("varint longer than 10 bytes")
+
+
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
+    """(field number, wire type, value) for each field of one message.
+
+    Varints come back as ints, the other wire types as views of their bytes.
+    """
+    i, n = 0, len(buf)
+    while i < n:
+        tag, i = _varint(buf, i)
+        number, wire = tag >> 3, tag & 7
+        if number == 0:
+            raise _GraphError("field number 0")
+        if wire == 0:
+            value, i = _varint(buf, i)
+            yield number, wire, value
+            continue
+        if wire == 2:
+            size, i = _varint(buf, i)
+        elif wire == 1:
+            size = 8
+        elif wire == 5:
+            size = 4
+        else:  # 3/4 (groups) never occur in a GraphDef; 6/7 do not exist
+            raise _GraphError(f"unsupported wire type {wire}")
+        if i + size > n:
+            raise _GraphError("truncated field")
+        yield number, wire, buf[i : i + size]
+        i += size
+
+
+def _bytes(value: int | memoryview) -> memoryview:
+    if not isinstance(value, memoryview):
+        raise _GraphError("expected a length-delimited field")
+    return value
+
+
+def _int(value: int | memoryview) -> int:
+    if not isinstance(value, int):
+        raise _GraphError("expected a varint field")
+    return value
+
+
+def _signed(value: int) -> int:
+    """A varint read as a two's complement int64 (how protobuf writes negative ints)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _text(value: int | memoryview) -> str:
+    try:
+        return bytes(_bytes(value)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _GraphError("a name is not UTF-8") from None
+
+
+# --------------------------------------------------------------------------------------
+# GraphDef -> nodes
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Node:
+    name: str
+    op: str
+    inputs: list[str] = field(default_factory=list)
+    attrs: dict[str, memoryview] = field(default_factory=dict)  # raw AttrValue messages
+
+
+def _parse_graph(data: bytes) -> dict[str, _Node]:
+    """GraphDef {1: repeated NodeDef, 2: FunctionDefLibrary, 3: version, 4: VersionDef}."""
+    nodes: dict[str, _Node] = {}
+    for number, wire, value in _fields(memoryview(data)):
+        if number == 1 and wire == 2:
+            node = _parse_node(_bytes(value))
+            if node.name in nodes:
+                raise _GraphError(f"two nodes named {node.name!r}")
+            nodes[node.name] = node
+        elif number == 2 and wire == 2:
+            if len(_bytes(value)):
+                raise _GraphError("the graph defines functions")
+        elif (number, wire) not in ((3, 0), (4, 2)):
+            raise _GraphError(f"unexpected GraphDef field {number}")
+    if not nodes:
+        raise _GraphError("no nodes")
+    return nodes
+
+
+def _parse_node(buf: memoryview) -> _Node:
+    """NodeDef {1 name, 2 op, 3 repeated input, 4 device, 5 map<string, AttrValue> attr}."""
+    node = _Node("", "")
+    for number, wire, value in _fields(buf):
+        if wire != 2:
+            raise _GraphError(f"unexpected NodeDef field {number}")
+        if number == 1:
+            node.name = _text(value)
+        elif number == 2:
+            node.op = _text(value)
+        elif number == 3:
+            node.inputs.append(_text(value))
+        elif number == 5:
+            key, attr = "", memoryview(b"")
+            for n, w, v in _fields(_bytes(value)):
+                if n == 1 and w == 2:
+                    key = _text(v)
+                elif n == 2 and w == 2:
+                    attr = _bytes(v)
+            node.attrs[key] = attr
+    if not node.name or not node.op:
+        raise _GraphError("a node without a name or an op")
+    return node
+
+
+def _attr(node: _Node, key: str) -> dict[int, int | memoryview]:
+    """The fields of one AttrValue {1 list, 2 s, 3 i, 4 f, 5 b, 6 type, 7 shape, 8 tensor}."""
+    if key not in node.attrs:
+        raise _GraphError(f"{node.op} node {node.name!r} has no {key!r} attribute")
+    return {n: v for n, _, v in _fields(node.attrs[key])}
+
+
+def _attr_str(node: _Node, key: str, default: str) -> str:
+    if key not in node.attrs:
+        return default
+    return _text(_attr(node, key).get(2, memoryview(b"")))
+
+
+def _attr_int(node: _Node, key: str) -> int:
+    value = _attr(node, key).get(3)
+    if not isinstance(value, int):
+        raise _GraphError(f"{node.op} node {node.name!r}: {key!r} is not an integer")
+    return value
+
+
+def _attr_ints(node: _Node, key: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """A ListValue's ``i`` (field 3), packed or not."""
+    if key not in node.attrs:
+        return default
+    out: list[int] = []
+    lst = _attr(node, key).get(1, memoryview(b""))
+    for n, w, v in _fields(_bytes(lst)):
+        if n != 3:
+            continue
+        if w == 0:
+            out.append(_signed(_int(v)))
+        else:
+            packed, i = _bytes(v), 0
+            while i < len(packed):
+                x, i = _varint(packed, i)
+                out.append(_signed(x))
+    return tuple(out)
+
+
+def _const(node: _Node) -> np.ndarray:
+    """The value of a Const node: TensorProto {1 dtype, 2 shape, 4 tensor_content,
+    5 float_val, 7 int_val}, float32 or int32, little-endian."""
+    if node.op != "Const":
+        raise _GraphError(f"{node.name!r} is a {node.op}, not a constant")
+    tensor = _bytes(_attr(node, "value").get(8, memoryview(b"")))
+    dtype, shape, content = 0, [], None
+    values: list[float | int] = []
+    for number, wire, value in _fields(tensor):
+        if number == 1:
+            dtype = _int(value)
+        elif number == 2:
+            for n, _, dim in _fields(_bytes(value)):
+                if n == 2:
+                    sizes = [_signed(_int(v)) for m, _, v in _fields(_bytes(dim)) if m == 1]
+                    shape.append(sizes[0] if sizes else 0)
+        elif number == 4:
+            content = bytes(_bytes(value))
+        elif number == 5:  # float_val: packed (2) or one fixed32 (5)
+            raw = bytes(_bytes(value))
+            values.extend(struct.unpack(f"<{len(raw) // 4}f", raw[: len(raw) // 4 * 4]))
+        elif number == 7:  # int_val: packed (2) or one varint (0)
+            if wire == 0:
+                values.append(_signed(_int(value)))
+            else:
+                packed, i = _bytes(value), 0
+                while i < len(packed):
+                    x, i = _varint(packed, i)
+                    values.append(_signed(x))
+    np_dtype: np.dtype
+    if dtype == _DT_FLOAT:
+        np_dtype = np.dtype("<f4")
+    elif dtype == _DT_INT32:
+        np_dtype = np.dtype("<i4")
+    else:
+        raise _GraphError(f"constant {node.name!r} has data type {dtype}, not float32/int32")
+    count = math.prod(shape)
+    if any(d < 0 for d in shape) or count > MAX_BYTES // 4:
+        raise _GraphError(f"constant {node.name!r} has shape {shape}")
+    if content is not None:
+        if len(content) != count * 4:
+            raise _GraphError(f"constant {node.name!r}: {len(content)} bytes for shape {shape}")
+        array = np.frombuffer(content, dtype=np_dtype).astype(np_dtype.newbyteorder("="))
+    elif len(values) == count:
+        array = np.array(values, dtype=np_dtype.newbyteorder("="))
+    elif len(values) == 1:  # TF stores a constant fill as one value
+        array = np.full(count, values[0], dtype=np_dtype.newbyteorder("="))
+    else:
+        raise _GraphError(f"constant {node.name!r}: {len(values)} values for shape {shape}")
+    return array.reshape(shape)
+
+
+# --------------------------------------------------------------------------------------
+# Nodes -> layers (walking back from the output)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Layer:
+    kind: str  # conv, bias, relu, prelu, tanh, d2s, transpose
+    value: np.ndarray | None = None  # conv: HWIO kernel; bias/prelu: vector
+    block: int = 0  # d2s
+
+
+class _Graph:
+    def __init__(self, nodes: dict[str, _Node]) -> None:
+        self.nodes = nodes
+        unknown = sorted({n.op for n in nodes.values()} - _SUPPORTED_OPS)
+        self.unknown_ops = unknown
+        consumed = {self._ref(i) for n in nodes.values() for i in n.inputs if i[:1] != "^"}
+        self.outputs = [n for n in nodes.values() if n.name not in consumed and n.op != "Const"]
+        self.count = {op: sum(n.op == op for n in nodes.values()) for op in _SUPPORTED_OPS}
+
+    def _ref(self, ref: str) -> str:
+        name, _, index = ref.partition(":")
+        if index not in ("", "0"):
+            raise _GraphError(f"input {ref!r} uses output {index} of a node")
+        return name
+
+    def input(self, node: _Node, k: int) -> _Node:
+        data = [i for i in node.inputs if i[:1] != "^"]  # control dependencies carry no data
+        if k >= len(data):
+            raise _GraphError(f"{node.op} node {node.name!r} lacks input {k}")
+        name = self._ref(data[k])
+        if name not in self.nodes:
+            raise _GraphError(f"{node.op} node {node.name!r} reads a missing node {name!r}")
+        return self.nodes[name]
+
+    def family(self) -> str:
+        """A first guess from the op counts: lapsrn, fsrcnn, espcn or unknown."""
+        n = self.count["DepthToSpace"]
+        if n > 1 or len(self.outputs) > 1:  # LapSRN: two DepthToSpace per x2 level
+            return "lapsrn" if n >= 2 and n % 2 == 0 and self.count["Sub"] else "unknown"
+        if self.count["Abs"]:
+            return "fsrcnn"
+        if self.count["Tanh"] or (self.count["Relu"] and not self.count["Sub"]):
+            return "espcn"
+        return "unknown"
+
+    def layers(self) -> list[_Layer]:
+        """The chain from the placeholder to the single output, in order."""
+        if len(self.outputs) != 1:
+            names = ", ".join(repr(n.name) for n in self.outputs)
+            raise _GraphError(f"{len(self.outputs)} outputs ({names}), expected one")
+        out: list[_Layer] = []
+        node = self.outputs[0]
+        seen: set[str] = set()
+        while node.op != "Placeholder":
+            if node.name in seen:
+                raise _GraphError(f"the graph has a cycle at {node.name!r}")
+            seen.add(node.name)
+            layer, node = self._step(node)
+            if layer is not None:
+                out.append(layer)
+        out.reverse()
+        return out
+
+    def _step(self, node: _Node) -> tuple[_Layer | None, _Node]:
+        """The layer that ``node`` computes, and the node it reads its data from."""
+        op = node.op
+        if op == "Identity":
+            return None, self.input(node, 0)
+        if op in ("Relu", "Tanh"):
+            return _Layer(op.lower()), self.input(node, 0)
+        if op == "Transpose":
+            perm = tuple(int(p) for p in _const(self.input(node, 1)).reshape(-1))
+            return _Layer("transpose", np.array(perm)), self.input(node, 0)
+        if op == "DepthToSpace":
+            if _attr_str(node, "data_format", "NHWC") != "NHWC":
+                raise _GraphError(f"DepthToSpace {node.name!r} is not NHWC")
+            return _Layer("d2s", block=_attr_int(node, "block_size")), self.input(node, 0)
+        if op == "Conv2D":
+            self._check_conv(node)
+            kernel = _const(self.input(node, 1))
+            if kernel.ndim != 4:
+                raise _GraphError(f"Conv2D {node.name!r} has a {kernel.ndim}-d kernel")
+            return _Layer("conv", kernel), self.input(node, 0)
+        if op in ("Add", "AddV2", "BiasAdd"):
+            a, b = self.input(node, 0), self.input(node, 1)
+            if b.op == "Const" or a.op == "Const":
+                data, const = (a, b) if b.op == "Const" else (b, a)
+                return _Layer("bias", _const(const).reshape(-1)), data
+            prelu = self._match_prelu(a, b) or self._match_prelu(b, a)
+            if prelu is not None:
+                return prelu
+            raise _GraphError(f"{op} node {node.name!r} sums two branches")
+        if op == "Sub":
+            raise _GraphError(f"Sub node {node.name!r} is not part of a PReLU")
+        raise _GraphError(f"{op} node {node.name!r} is not supported here")
+
+    def _check_conv(self, node: _Node) -> None:
+        padding = _attr_str(node, "padding", "")
+        if padding != "SAME":
+            raise _GraphError(f"Conv2D {node.name!r} has padding {padding or 'unset'}")
+        if _attr_str(node, "data_format", "NHWC") != "NHWC":
+            raise _GraphError(f"Conv2D {node.name!r} is not NHWC")
+        for key in ("strides", "dilations"):
+            if set(_attr_ints(node, key, (1, 1, 1, 1))) != {1}:
+                raise _GraphError(f"Conv2D {node.name!r} has {key} other than 1")
+
+    def _match_prelu(self, relu: _Node, scaled: _Node) -> tuple[_Layer, _Node] | None:
+        """``relu(x) + alpha * (x - |x|) * k`` (any Mul order): PReLU with slope 2*k*alpha."""
+        if relu.op != "Relu" or scaled.op != "Mul":
+            return None
+        x = self.input(relu, 0)
+        consts: list[np.ndarray] = []
+        factors: list[_Node] = []
+        stack = [scaled]
+        for _ in range(16):  # a few Mul nodes at most; bounds a malicious Mul lattice
+            if not stack:
+                break
+            node = stack.pop()
+            if node.op == "Mul":
+                stack += [self.input(node, 0), self.input(node, 1)]
+            elif node.op == "Const":
+                consts.append(_const(node))
+            else:
+                factors.append(node)
+        if stack or len(factors) != 1 or factors[0].op != "Sub":
+            return None
+        sub = factors[0]
+        absx = self.input(sub, 1)
+        if self.input(sub, 0) is not x or absx.op != "Abs" or self.input(absx, 0) is not x:
+            return None
+        slope = np.full(1, 2.0, dtype=np.float32)
+        for c in consts:
+            if c.size != 1 and slope.size != 1:
+                return None  # two per-channel factors: not this pattern
+            slope = (slope.reshape(-1) * c.astype(np.float32).reshape(-1)).astype(np.float32)
+        return _Layer("prelu", slope), x
+
+
+# --------------------------------------------------------------------------------------
+# Layers -> torch state dicts
+# --------------------------------------------------------------------------------------
+
+
+def _oihw(kernel: np.ndarray) -> torch.Tensor:
+    """TF HWIO -> torch OIHW."""
+    return torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+
+
+def _vec(values: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(values, dtype=np.float32).reshape(-1))
+
+
+def _shuffle_order(channels: int, r: int) -> list[int]:
+    """Output channels reordered from TF DepthToSpace ((i*r+j)*C + c) to torch
+    PixelShuffle (c*r*r + i*r + j). The identity for one channel."""
+    return [k * channels + c for c in range(channels) for k in range(r * r)]
+
+
+class _Chain:
+    """Consumes a layer list from the front, with messages that say what was expected."""
+
+    def __init__(self, layers: list[_Layer]) -> None:
+        self.layers = layers
+        self.i = 0
+
+    def peek(self) -> str:
+        return self.layers[self.i].kind if self.i < len(self.layers) else "end"
+
+    def take(self, kind: str, what: str) -> _Layer:
+        if self.peek() != kind:
+            raise _GraphError(f"expected {what}, found {self.peek()}")
+        self.i += 1
+        return self.layers[self.i - 1]
+
+    def kernel_size(self) -> int:
+        """The kernel height of the next layer if it is a conv, else 0."""
+        if self.peek() != "conv":
+            return 0
+        value = self.layers[self.i].value
+        assert value is not None
+        return int(value.shape[0])
+
+    def conv(self, size: int, cin: int, what: str) -> np.ndarray:
+        kernel = self.take("conv", what).value
+        assert kernel is not None
+        h, w, i, _ = kernel.shape
+        if (h, w) != (size, size) or i != cin:
+            raise _GraphError(f"{what}: {h}x{w} kernel on {i} channels, not {size}x{size} on {cin}")
+        return kernel
+
+    def bias(self, size: int, what: str) -> np.ndarray:
+        value = self.take("bias", what).value
+        assert value is not None
+        if value.size != size:
+            raise _GraphError(f"{what}: {value.size} values, expected {size}")
+        return value
+
+    def end(self) -> None:
+        if self.peek() == "transpose":
+            layer = self.take("transpose", "the output transpose")
+            assert layer.value is not None
+            if tuple(layer.value) != _NHWC_TO_NCHW:
+                raise _GraphError(f"output transpose {tuple(layer.value)}, expected NHWC->NCHW")
+        if self.peek() != "end":
+            raise _GraphError(f"unexpected {self.peek()} after the output")
+
+
+def _conv_channels(layers: list[_Layer]) -> int:
+    first = next((la.value for la in layers if la.kind == "conv"), None)
+    if first is None:
+        raise _GraphError("no convolution")
+    return int(first.shape[2])
+
+
+def _espcn(layers: list[_Layer]) -> tuple[dict[str, torch.Tensor], dict[str, str], int]:
+    chain = _Chain(layers)
+    channels = _conv_channels(layers)
+    w1 = chain.conv(5, channels, "conv1 (5x5)")
+    b1 = chain.bias(w1.shape[3], "conv1's bias")
+    act = "tanh" if chain.peek() == "tanh" else "relu"
+    chain.take(act, "an activation after conv1")
+    w2 = chain.conv(3, w1.shape[3], "conv2 (3x3)")
+    b2 = chain.bias(w2.shape[3], "conv2's bias")
+    chain.take(act, f"{act} after conv2")
+    w3 = chain.conv(3, w2.shape[3], "conv3 (3x3)")
+    b3 = chain.bias(w3.shape[3], "conv3's bias")
+    r = chain.take("d2s", "DepthToSpace").block
+    if r < 1 or w3.shape[3] != channels * r * r:
+        raise _GraphError(f"conv3 has {w3.shape[3]} outputs for DepthToSpace({r})")
+    out_act = "tanh" if chain.peek() == "tanh" else "none"
+    if out_act == "tanh":
+        chain.take("tanh", "tanh")
+    chain.end()
+    order = _shuffle_order(channels, r)
+    state = {
+        "conv1.weight": _oihw(w1),
+        "conv1.bias": _vec(b1),
+        "conv2.weight": _oihw(w2),
+        "conv2.bias": _vec(b2),
+        "conv3.weight": _oihw(w3[..., order]),
+        "conv3.bias": _vec(b3[order]),
+    }
+    meta = {"act": act, "out_act": out_act, "variant": "ESPCN"}
+    return state, meta, r
+
+
+def _fsrcnn(layers: list[_Layer]) -> tuple[dict[str, torch.Tensor], dict[str, str], int]:
+    chain = _Chain(layers)
+    channels = _conv_channels(layers)
+    state: dict[str, torch.Tensor] = {}
+    index = 0
+
+    def conv_prelu(size: int, cin: int, what: str) -> int:
+        nonlocal index
+        kernel = chain.conv(size, cin, what)
+        cout = kernel.shape[3]
+        state[f"body.{index}.weight"] = _oihw(kernel)
+        state[f"body.{index}.bias"] = _vec(chain.bias(cout, f"{what}'s bias"))
+        alpha = chain.take("prelu", f"a PReLU after {what}").value
+        assert alpha is not None
+        if alpha.size not in (1, cout):
+            raise _GraphError(f"PReLU after {what}: {alpha.size} slopes for {cout} channels")
+        state[f"body.{index + 1}.weight"] = _vec(np.broadcast_to(alpha, (cout,)))
+        index += 2
+        return cout
+
+    d = conv_prelu(5, channels, "the feature conv (5x5)")
+    s = conv_prelu(1, d, "the shrinking conv (1x1)")
+    m = 0
+    while chain.kernel_size() == 3:
+        conv_prelu(3, s, f"mapping conv {m + 1} (3x3)")
+        m += 1
+    if conv_prelu(1, s, "the expanding conv (1x1)") != d:
+        raise _GraphError("the expanding conv does not restore the feature width")
+    tail = chain.conv(1, d, "the sub-pixel conv (1x1)")
+    if chain.peek() == "bias":
+        raise _GraphError("the sub-pixel conv has a per-channel bias")
+    r = chain.take("d2s", "DepthToSpace").block
+    if r < 1 or tail.shape[3] != channels * r * r:
+        raise _GraphError(f"the sub-pixel conv has {tail.shape[3]} outputs for DepthToSpace({r})")
+    bias = chain.bias(1, "the final scalar bias")
+    chain.end()
+    state["tail.0.weight"] = _oihw(tail[..., _shuffle_order(channels, r)])
+    state["tail_bias"] = _vec(bias)
+    variant = {(56, 12, 4): "FSRCNN", (32, 5, 1): "FSRCNN-small"}.get((d, s, m), "FSRCNN")
+    meta = {"upsampler": "subpixel", "variant": variant}
+    return state, meta, r
+
+
+_FAMILY_NAMES = {"espcn": "ESPCN", "fsrcnn": "FSRCNN", "lapsrn": "LapSRN"}
+_READERS = {"espcn": _espcn, "fsrcnn": _fsrcnn}
+
+
+def read_pb(
+    path: Path | str, *, arch: str, scale: int
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read an OpenCV dnn_superres graph as a state dict for ``arch`` at ``scale``.
+
+    Returns ``(state_dict, metadata)``: the state dict loads with ``strict=True`` into
+    ``ESPCN`` (arch ``espcn``) or ``FSRCNN(upsampler="subpixel")`` (arch ``fsrcnn``);
+    the metadata holds ``arch``, ``scale``, ``variant`` and, for ESPCN, ``act`` and
+    ``out_act``. The file is only parsed, never executed.
+
+    Raises WeightsError when the file is not a readable GraphDef, holds another family
+    than ``arch`` (LapSRN included) or another scale than ``scale``, or holds an op or a
+    structure the torch module cannot reproduce.
+    """
+    path = Path(path)
+    supported = ", ".join(sorted(_READERS))
+    if arch not in _READERS:
+        raise WeightsError(
+            f"vsr reads {supported} from OpenCV .pb files, not {arch}",
+            hint="use -m espcn or -m fsrcnn, or .safetensors weights",
+        )
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise _GraphError(f"{size} bytes is too large for a dnn_superres graph")
+        graph = _Graph(_parse_graph(path.read_bytes()))
+    except (_GraphError, OSError) as exc:
+        raise WeightsError(
+            f"{path.name} is not a readable TensorFlow graph: {exc}",
+            hint="pass an OpenCV dnn_superres ESPCN/FSRCNN .pb file",
+        ) from None
+
+    family = graph.family()
+    if family == "lapsrn":
+        levels = graph.count["DepthToSpace"] // 2
+        raise WeightsError(
+            f"{path.name} is an OpenCV LapSRN x{2**levels} graph, not {_FAMILY_NAMES[arch]}",
+            hint="vsr cannot run LapSRN yet; use an ESPCN or FSRCNN .pb file",
+        )
+    if graph.unknown_ops:
+        ops = ", ".join(graph.unknown_ops)
+        raise WeightsError(
+            f"{path.name} uses TensorFlow ops vsr cannot reproduce: {ops}",
+            hint="vsr reads the ESPCN, FSRCNN and FSRCNN-small graphs of OpenCV dnn_superres",
+        )
+    if family not in _READERS:
+        raise WeightsError(
+            f"{path.name} is not an ESPCN or FSRCNN graph",
+            hint="vsr reads the ESPCN, FSRCNN and FSRCNN-small graphs of OpenCV dnn_superres",
+        )
+    try:
+        state, meta, found = _READERS[family](graph.layers())
+    except _GraphError as exc:
+        raise WeightsError(
+            f"{path.name} does not match the {_FAMILY_NAMES[family]} layout: {exc}",
+            hint="vsr reads the ESPCN, FSRCNN and FSRCNN-small graphs of OpenCV dnn_superres",
+        ) from None
+    if family != arch:
+        raise WeightsError(
+            f"{path.name} is an OpenCV {meta['variant']} x{found} graph, not {_FAMILY_NAMES[arch]}",
+            hint=f"use -m {family}",
+        )
+    if found != scale:
+        raise WeightsError(
+            f"{path.name} is an OpenCV {meta['variant']} graph for x{found}, not x{scale}",
+            hint=f"use -x {found}",
+        )
+    return state, {"arch": arch, "scale": str(found), **meta}
+
+
+# --------------------------------------------------------------------------------------
+# Reference: cv2.dnn_superres's upsample with a torch module
+# --------------------------------------------------------------------------------------
+
+
+def upsample_like_opencv(module: nn.Module, bgr: np.ndarray) -> np.ndarray:
+    """Upscale ``bgr`` (uint8, HxWx3 BGR or HxW grey) as ``DnnSuperResImpl.upsample``
+    does for espcn/fsrcnn/lapsrn, with ``module`` (luma in NCHW [0, 1]) as the network.
+
+    The steps follow opencv_contrib ``dnn_superres.cpp`` (``preprocess_YCrCb``,
+    ``reconstruct_YCrCb``): cvtColor BGR->YCrCb on uint8, then float32 times 1/255; Y
+    through the network; Cr and Cb resized by ``cv::resize`` at the scale with its default
+    interpolation (INTER_LINEAR, not cubic); merge with the network's Y; ``convertTo(CV_8U,
+    255)`` (round half to even, saturate); cvtColor YCrCb->BGR on uint8. A grey image is
+    only scaled, run and converted back. The network's output is not clamped: the uint8
+    conversion saturates, as in OpenCV.
+    """
+    import cv2
+
+    image = np.asarray(bgr)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        grey = image.astype(np.float32) * np.float32(1.0 / 255.0)
+        return _to_u8(_run_luma(module, grey))
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected HxWx3 BGR or HxW grey, got shape {image.shape}")
+
+    ycrcb = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb).astype(np.float32) * np.float32(1.0 / 255.0)
+    y = _run_luma(module, ycrcb[:, :, 0])
+    scale = y.shape[0] // image.shape[0]
+    if y.shape != (image.shape[0] * scale, image.shape[1] * scale):
+        raise ValueError(f"the network made {y.shape} from {image.shape[:2]}")
+    cr = cv2.resize(ycrcb[:, :, 1], None, fx=scale, fy=scale)
+    cb = cv2.resize(ycrcb[:, :, 2], None, fx=scale, fy=scale)
+    merged = _to_u8(np.dstack([y, cr, cb]))
+    return cv2.cvtColor(merged, cv2.COLOR_YCrCb2BGR)
+
+
+def _run_luma(module: nn.Module, luma: np.ndarray) -> np.ndarray:
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = torch.from_numpy(np.ascontiguousarray(luma, dtype=np.float32))[None, None].to(device)
+    with torch.inference_mode():
+        out = module(x)
+    return out[0, 0].float().cpu().numpy()
+
+
+def _to_u8(values: np.ndarray) -> np.ndarray:
+    """``Mat::convertTo(CV_8U, 255.0)``: float32 multiply, round half to even, saturate."""
+    scaled = values.astype(np.float32) * np.float32(255.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)

@@ -1,0 +1,36 @@
+"""Model metadata: what the pipeline and backends need to know about an architecture."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+#: build(scale, state_dict or None, metadata) -> module. Hyperparameters come from the
+#: state dict where the format allows; ``metadata`` carries what tensors cannot say.
+BuildFn = Callable[[int, "dict[str, torch.Tensor] | None", "dict[str, str]"], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An architecture as listed in the registry.
+
+    ``channels`` 1 means the network sees luma only (chroma is resized bicubic);
+    3 means RGB. ``planewise`` models (interpolation) are applied to every plane.
+    ``size_multiple`` is the input size requirement (inputs are padded to it).
+    """
+
+    name: str
+    arch: str
+    scales: tuple[int, ...]
+    channels: int
+    size_multiple: int
+    fp16: bool
+    bf16: bool
+    speed: str
+    description: str
+    build: BuildFn
+    planewise: bool = False
+    needs_weights: bool = True

@@ -1,0 +1,221 @@
+"""The single-file engine: ``run(config) -> RunReport``.
+
+reader thread -> [bounded channel] -> model thread -> [bounded channel] -> writer thread.
+Audio and subtitle packets travel in demux order through the same channels (the model
+stage passes them on in place around its batches), so the writer receives everything
+already in time order and memory stays bounded by the channel sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vsr.config import RunConfig
+from vsr.errors import InputNotFoundError, MediaError, OutputExistsError, UsageError
+from vsr.media.frame import Frame
+from vsr.pipeline.channel import Channel
+from vsr.pipeline.runner import Runner
+
+log = logging.getLogger("vsr")
+
+
+@dataclass
+class RunReport:
+    input: str
+    output: str
+    model: str
+    scale: int
+    weights: str
+    device: str
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+    frames_in: int
+    frames_out: int
+    packets: int
+    seconds: float
+    fps: float
+    bottleneck: str | None
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        busy = ", ".join(f"{k} {v['busy_fraction']:.0%}" for k, v in self.stages.items())
+        w, h = self.output_size
+        return (
+            f"{self.output}: {w}x{h}, {self.frames_out}/{self.frames_in} frames in "
+            f"{self.seconds:.1f} s ({self.fps:.1f} fps) on {self.device}; "
+            f"busy: {busy}; bottleneck: {self.bottleneck}"
+        )
+
+
+def check_paths(cfg: RunConfig) -> Path:
+    """Validate input and output paths; return the output path."""
+    if not cfg.input.exists():
+        raise InputNotFoundError(f"input not found: {cfg.input}")
+    if cfg.input.is_dir():
+        raise UsageError(f"input is a folder: {cfg.input}", hint="vsr run takes one video file")
+    out = cfg.resolved_output()
+    if out.exists():
+        if out.resolve() == cfg.input.resolve() or os.path.samefile(out, cfg.input):
+            raise OutputExistsError(
+                f"output is the input: {out}", hint="choose another output path with -o"
+            )
+        if not cfg.overwrite:
+            raise OutputExistsError(f"output exists: {out}", hint="pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise UsageError(f"output folder does not exist: {out.parent}")
+    return out
+
+
+def _model_stage(
+    backend, inp: Channel, out: Channel, batch_size: int, counts: dict[str, int]
+) -> None:
+    """Batch frames; pass packets on in their place relative to the frames."""
+    pending: list[object] = []
+    frames: list[Frame] = []
+
+    def flush() -> None:
+        upscaled = iter(backend.upscale(frames))
+        for item in pending:
+            out.put(next(upscaled) if isinstance(item, Frame) else item)
+        counts["model"] += len(frames)
+        pending.clear()
+        frames.clear()
+
+    for item in inp:
+        pending.append(item)
+        if isinstance(item, Frame):
+            frames.append(item)
+            if len(frames) >= batch_size:
+                flush()
+    flush()
+    out.close()
+
+
+def run(
+    cfg: RunConfig,
+    *,
+    progress: Callable[[int], None] | None = None,
+    fault: str | None = None,
+) -> RunReport:
+    """Upscale ``cfg.input`` into ``cfg.resolved_output()``.
+
+    Raises UsageError (bad paths, model, device), WeightsError, MediaError (the input
+    cannot be read), StageError (a stage failed: the partial output is removed) and
+    Interrupted. ``fault`` names a stage to fail on purpose (tests of fault handling).
+    """
+    from vsr.backends.torch_backend import TorchBackend
+    from vsr.media.probe import probe
+    from vsr.media.reader import Reader
+    from vsr.media.writer import Writer
+    from vsr.models.registry import load_model
+
+    out_path = check_paths(cfg)
+    info = probe(cfg.input)
+    video = info.video
+    model = load_model(cfg.model, cfg.scale, weights=cfg.weights)
+    backend = TorchBackend(model, device=cfg.device, precision=cfg.precision, color=video.color)
+    out_w, out_h = Writer.output_size(
+        video.width * cfg.scale, video.height * cfg.scale, cfg.pix_fmt or video.pix_fmt
+    )
+
+    runner = Runner()
+    decoded = runner.channel(cfg.queue_size)
+    upscaled = runner.channel(cfg.queue_size)
+    counts = {"reader": 0, "model": 0, "writer": 0, "packets": 0}
+
+    def inject(stage: str) -> None:
+        if fault == stage:
+            raise RuntimeError(f"injected fault in the {stage} stage")
+
+    def reader_stage() -> None:
+        with Reader(cfg.input) as reader:
+            for item in reader.items():
+                if isinstance(item, Frame):
+                    counts["reader"] += 1
+                    if counts["reader"] == 2:
+                        inject("reader")
+                decoded.put(item)
+        decoded.close()
+
+    def model_stage() -> None:
+        if fault == "model":
+            backend_upscale = backend.upscale
+
+            def failing(frames: list[Frame]) -> list[Frame]:
+                if counts["model"] >= 1:
+                    inject("model")
+                return backend_upscale(frames)
+
+            wrapped = type("FaultyBackend", (), {"upscale": staticmethod(failing)})()
+            _model_stage(wrapped, decoded, upscaled, cfg.batch_size, counts)
+        else:
+            _model_stage(backend, decoded, upscaled, cfg.batch_size, counts)
+
+    def writer_stage() -> None:
+        writer = Writer(
+            output=out_path,
+            source=info,
+            source_path=cfg.input,
+            width=out_w,
+            height=out_h,
+            codec=cfg.codec,
+            crf=cfg.crf,
+            preset=cfg.preset,
+            pix_fmt=cfg.pix_fmt,
+            audio=cfg.audio,
+        )
+        try:
+            for item in upscaled:
+                if isinstance(item, Frame):
+                    writer.write_frame(item)
+                    counts["writer"] += 1
+                    if counts["writer"] == 2:
+                        inject("writer")
+                    if progress is not None:
+                        progress(1)
+                else:
+                    writer.write_packet(item)
+                    counts["packets"] += 1
+            if counts["writer"] != counts["reader"]:
+                raise MediaError(
+                    f"frame count mismatch: read {counts['reader']}, wrote {counts['writer']}"
+                )
+            writer.close()
+        finally:
+            writer.abort()  # no-op after a successful close
+
+    runner.add("reader", reader_stage, outputs=[decoded])
+    runner.add("model", model_stage, inputs=[decoded], outputs=[upscaled])
+    runner.add("writer", writer_stage, inputs=[upscaled])
+    t0 = time.perf_counter()
+    runner.run()
+    seconds = time.perf_counter() - t0
+    stages = {
+        s.name: {"busy_seconds": round(s.busy, 3), "busy_fraction": round(s.busy / seconds, 3)}
+        for s in runner.stages
+    }
+    return RunReport(
+        input=str(cfg.input),
+        output=str(out_path),
+        model=cfg.model,
+        scale=cfg.scale,
+        weights=model.source,
+        device=backend.description,
+        input_size=(video.width, video.height),
+        output_size=(out_w, out_h),
+        frames_in=counts["reader"],
+        frames_out=counts["writer"],
+        packets=counts["packets"],
+        seconds=round(seconds, 3),
+        fps=round(counts["writer"] / seconds, 2) if seconds > 0 else 0.0,
+        bottleneck=runner.bottleneck(),
+        stages=stages,
+    )

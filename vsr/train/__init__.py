@@ -1,0 +1,1 @@
+"""Training: HR image folders in, the project's safetensors weights and model card out."""
