@@ -136,7 +136,7 @@ def run(
             raise RuntimeError(f"injected fault in the {stage} stage")
 
     def reader_stage() -> None:
-        with Reader(cfg.input) as reader:
+        with Reader(cfg.input, info=info) as reader:
             for item in reader.items():
                 if isinstance(item, Frame):
                     counts["reader"] += 1
