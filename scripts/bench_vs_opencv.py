@@ -56,17 +56,31 @@ def vsr_run(clip: Path, weights: Path, scale: int, out: Path) -> tuple[int, floa
     from vsr.config import RunConfig
     from vsr.pipeline.engine import run
 
-    cfg = RunConfig(input=clip, output=out, model="espcn", scale=scale, weights=weights,
-                    device="cpu", overwrite=True, quiet=True)
+    cfg = RunConfig(
+        input=clip,
+        output=out,
+        model="espcn",
+        scale=scale,
+        weights=weights,
+        device="cpu",
+        overwrite=True,
+        quiet=True,
+    )
     t0 = time.perf_counter()
     report = run(cfg)
     return report.frames_out, time.perf_counter() - t0, report.to_dict()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--input", type=Path, default=None,
-                    help="clip (default: ../shared/data/video/rabbit320.mp4, else a generated 640x360 clip)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="clip (default: ../shared/data/video/rabbit320.mp4, else a generated 640x360 clip)",
+    )
     ap.add_argument("--weights", type=Path, default=SHARED / "weights" / "opencv" / "ESPCN_x3.pb")
     ap.add_argument("--scale", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
@@ -84,22 +98,30 @@ def main() -> None:
 
                 from vsr.media.sample import make_sample_clip
 
-                clip = make_sample_clip(tmpdir / "sample.mp4", width=640, height=360,
-                                        frames=120, rate=Fraction(30))
+                clip = make_sample_clip(
+                    tmpdir / "sample.mp4", width=640, height=360, frames=120, rate=Fraction(30)
+                )
         cv_runs, vsr_runs, report = [], [], {}
         for i in range(args.repeats):
             n_cv, t_cv = opencv_loop(clip, args.weights, args.scale, tmpdir / "cv.mp4")
             n_vsr, t_vsr, report = vsr_run(clip, args.weights, args.scale, tmpdir / "vsr.mp4")
             cv_runs.append(n_cv / t_cv)
             vsr_runs.append(n_vsr / t_vsr)
-            print(f"round {i + 1}: opencv {n_cv} frames {n_cv / t_cv:.2f} fps | "
-                  f"vsr {n_vsr} frames {n_vsr / t_vsr:.2f} fps", file=sys.stderr)
+            print(
+                f"round {i + 1}: opencv {n_cv} frames {n_cv / t_cv:.2f} fps | "
+                f"vsr {n_vsr} frames {n_vsr / t_vsr:.2f} fps",
+                file=sys.stderr,
+            )
     cv_fps, vsr_fps = statistics.median(cv_runs), statistics.median(vsr_runs)
     result = {
-        "clip": str(clip), "weights": str(args.weights), "scale": args.scale,
+        "clip": str(clip),
+        "weights": str(args.weights),
+        "scale": args.scale,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "opencv_fps": round(cv_fps, 2), "vsr_fps": round(vsr_fps, 2),
-        "ratio": round(vsr_fps / cv_fps, 2), "vsr_bottleneck": report.get("bottleneck"),
+        "opencv_fps": round(cv_fps, 2),
+        "vsr_fps": round(vsr_fps, 2),
+        "ratio": round(vsr_fps / cv_fps, 2),
+        "vsr_bottleneck": report.get("bottleneck"),
         "vsr_stages": report.get("stages"),
     }
     if args.json:

@@ -24,12 +24,25 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = TrainConfig.from_toml(args.config, iterations=args.iterations, threads=args.threads)
     out = args.out or ROOT / "runs" / args.config.stem
-    recipe = str(args.config.resolve().relative_to(ROOT)) if args.config.resolve().is_relative_to(ROOT) else str(args.config)
-    report = train(cfg, out_dir=out, root=ROOT, resume=args.resume, export=args.export,
-                   recipe=recipe, progress=not args.no_progress)
+    recipe = (
+        str(args.config.resolve().relative_to(ROOT))
+        if args.config.resolve().is_relative_to(ROOT)
+        else str(args.config)
+    )
+    report = train(
+        cfg,
+        out_dir=out,
+        root=ROOT,
+        resume=args.resume,
+        export=args.export,
+        recipe=recipe,
+        progress=not args.no_progress,
+    )
     for name, r in report["results"].items():
-        print(f"{name}: {r['psnr']:.2f} dB / {r['ssim']:.4f} (bicubic {r['bicubic_psnr']:.2f} dB, "
-              f"gain {r['gain_db']:+.2f} dB)")
+        print(
+            f"{name}: {r['psnr']:.2f} dB / {r['ssim']:.4f} (bicubic {r['bicubic_psnr']:.2f} dB, "
+            f"gain {r['gain_db']:+.2f} dB)"
+        )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,8 @@ def test_architectures_upscale_by_their_scale(name, scale):
 
 
 @pytest.mark.parametrize(
-    "name,flag", [("nearest", cv2.INTER_NEAREST), ("bilinear", cv2.INTER_LINEAR),
-                  ("bicubic", cv2.INTER_CUBIC)]
+    "name,flag",
+    [("nearest", cv2.INTER_NEAREST), ("bilinear", cv2.INTER_LINEAR), ("bicubic", cv2.INTER_CUBIC)],
 )
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_interpolation_matches_opencv(name, flag, scale):
@@ -141,8 +141,9 @@ def test_backend_luma_model_resizes_chroma_bicubic():
     backend = TorchBackend(load_model("bicubic", 3), device="cpu")
     f = _frame(0, 16, 16)
     out = backend.upscale([f])[0]
-    ref = cv2.resize(f.planes[1].astype(np.float32), None, fx=3, fy=3,
-                     interpolation=cv2.INTER_CUBIC)
+    ref = cv2.resize(
+        f.planes[1].astype(np.float32), None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC
+    )
     assert np.abs(out.planes[1].astype(np.float32) - np.clip(np.round(ref), 0, 255)).max() <= 1
 
 
@@ -183,8 +184,14 @@ def test_rgb_path_round_trips_colour_with_the_stream_matrix():
         def forward(self, x):
             return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
 
-    spec = ModelSpec("rgbid", "rgbid", (2,), 3, 1, True, True, "fast", "test", lambda *a: Nearest3())
-    for color in (ColorInfo("bt709", "tv"), ColorInfo("bt470bg", "pc"), ColorInfo("bt2020nc", "tv")):
+    spec = ModelSpec(
+        "rgbid", "rgbid", (2,), 3, 1, True, True, "fast", "test", lambda *a: Nearest3()
+    )
+    for color in (
+        ColorInfo("bt709", "tv"),
+        ColorInfo("bt470bg", "pc"),
+        ColorInfo("bt2020nc", "tv"),
+    ):
         backend = TorchBackend(LoadedModel(Nearest3(), spec, 2, "test"), device="cpu", color=color)
         f = _frame(0, 8, 8, "yuv444p")
         lo, hi = (16, 235) if color.range == "tv" else (0, 255)

@@ -73,30 +73,69 @@ def _guard(fn: Callable[[], None], *, debug: bool) -> None:
     except Exception as exc:  # noqa: BLE001 - unexpected: still one line without --debug
         if debug:
             raise
-        print(f"vsr: error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
-              file=sys.stderr)
+        print(
+            f"vsr: error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
         raise typer.Exit(1) from None
 
 
 @app.command()
 def run(
     input: Annotated[Path, typer.Argument(help="Input video file.", show_default=False)],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file [default: <input folder>/<stem>_<model>_x<scale>.<ext>].")] = None,
-    model: Annotated[str | None, typer.Option("-m", "--model", help="Model name [default: espcn].")] = None,
-    scale: Annotated[int | None, typer.Option("-x", "-s", "--scale", help="Upscaling factor [default: 3].")] = None,
-    weights: Annotated[Path | None, typer.Option("--weights", help="Weights file (.safetensors, OpenCV .pb).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps [default: auto].")] = None,
-    precision: Annotated[str | None, typer.Option("--precision", help="auto, fp32, fp16 or bf16 [default: auto: fp16 on CUDA, fp32 on CPU].")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Frames per model batch [default: 4].")] = None,
-    codec: Annotated[str | None, typer.Option("--codec", help="Video encoder [default: libx264].")] = None,
-    crf: Annotated[int | None, typer.Option("--crf", help="Constant rate factor (quality).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output file [default: <input folder>/<stem>_<model>_x<scale>.<ext>].",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("-m", "--model", help="Model name [default: espcn].")
+    ] = None,
+    scale: Annotated[
+        int | None, typer.Option("-x", "-s", "--scale", help="Upscaling factor [default: 3].")
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="Weights file (.safetensors, OpenCV .pb).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps [default: auto].")
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="auto, fp32, fp16 or bf16 [default: auto: fp16 on CUDA, fp32 on CPU].",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Frames per model batch [default: 4].")
+    ] = None,
+    codec: Annotated[
+        str | None, typer.Option("--codec", help="Video encoder [default: libx264].")
+    ] = None,
+    crf: Annotated[
+        int | None, typer.Option("--crf", help="Constant rate factor (quality).")
+    ] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Encoder preset.")] = None,
-    pix_fmt: Annotated[str | None, typer.Option("--pix-fmt", help="Output pixel format [default: the input's].")] = None,
+    pix_fmt: Annotated[
+        str | None, typer.Option("--pix-fmt", help="Output pixel format [default: the input's].")
+    ] = None,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON on stdout.")] = False,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML config file (flags override it).")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the final report as JSON on stdout.")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML config file (flags override it).")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Upscale a video, keeping its audio, subtitles, timing and colour tags."""
@@ -104,17 +143,26 @@ def run(
 
     def job() -> None:
         from vsr.config import make_config
-        from vsr.pipeline.engine import run as run_engine
 
         flags = {
-            "input": input, "output": output, "model": model, "scale": scale,
-            "weights": weights, "device": device, "precision": precision,
-            "batch_size": batch_size, "codec": codec, "crf": crf, "preset": preset,
-            "pix_fmt": pix_fmt, "audio": False if no_audio else None,
-            "overwrite": overwrite or None, "quiet": quiet or None,
+            "input": input,
+            "output": output,
+            "model": model,
+            "scale": scale,
+            "weights": weights,
+            "device": device,
+            "precision": precision,
+            "batch_size": batch_size,
+            "codec": codec,
+            "crf": crf,
+            "preset": preset,
+            "pix_fmt": pix_fmt,
+            "audio": False if no_audio else None,
+            "overwrite": overwrite or None,
+            "quiet": quiet or None,
         }
         cfg = make_config(flags, config)
-        report = _run_with_progress(cfg, run_engine, show=not cfg.quiet)
+        report = _run_with_progress(cfg, show=not cfg.quiet)
         if as_json:
             print(json.dumps(report.to_dict(), indent=2))
         elif not cfg.quiet:
@@ -124,25 +172,29 @@ def run(
     _guard(job, debug=debug)
 
 
-def _run_with_progress(cfg: Any, run_engine: Callable[..., Any], *, show: bool) -> Any:
+def _run_with_progress(cfg: Any, *, show: bool) -> Any:
+    """Check and load everything first (errors print without a bar), then run with one."""
     from tqdm import tqdm
 
-    from vsr.media.probe import probe
+    from vsr.pipeline.engine import execute, prepare
 
-    total = None
-    if show and cfg.input.exists() and cfg.input.is_file():
-        try:
-            total = probe(cfg.input).video.frame_count
-        except VsrError:
-            total = None  # the engine reports the error properly
-    with tqdm(total=total, unit="frame", disable=not show, dynamic_ncols=True,
-              file=sys.stderr, desc=cfg.input.name) as bar:
-        return run_engine(cfg, progress=bar.update)
+    job = prepare(cfg)
+    with tqdm(
+        total=job.total_frames,
+        unit="frame",
+        disable=not show,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        desc=cfg.input.name,
+    ) as bar:
+        return execute(job, progress=bar.update)
 
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write the sample and its upscaled version.")] = Path("vsr-demo"),
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="Where to write the sample and its upscaled version.")
+    ] = Path("vsr-demo"),
     model: Annotated[str, typer.Option("-m", "--model")] = "espcn",
     scale: Annotated[int, typer.Option("-x", "-s", "--scale")] = 3,
     debug: Annotated[bool, typer.Option("--debug")] = False,
@@ -153,13 +205,12 @@ def demo(
     def job() -> None:
         from vsr.config import RunConfig
         from vsr.media.sample import make_sample_clip
-        from vsr.pipeline.engine import run as run_engine
 
         out_dir.mkdir(parents=True, exist_ok=True)
         sample = make_sample_clip(out_dir / "sample.mp4")
         print(f"sample clip: {sample}", file=sys.stderr)
         cfg = RunConfig(input=sample, model=model, scale=scale, overwrite=True)
-        report = _run_with_progress(cfg, run_engine, show=True)
+        report = _run_with_progress(cfg, show=True)
         print(report.summary(), file=sys.stderr)
         print(f"upscaled video: {report.output}")
 

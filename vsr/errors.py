@@ -70,7 +70,9 @@ class StageError(VsrError, RuntimeError):
     """An error raised inside a pipeline stage, re-raised in the caller with the stage name."""
 
     def __init__(self, stage: str, cause: BaseException) -> None:
-        inner = cause.one_line() if isinstance(cause, VsrError) else f"{type(cause).__name__}: {cause}"
+        inner = (
+            cause.one_line() if isinstance(cause, VsrError) else f"{type(cause).__name__}: {cause}"
+        )
         super().__init__(f"{stage} stage failed: {inner}")
         self.stage = stage
         self.cause = cause

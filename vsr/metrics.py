@@ -21,9 +21,7 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     )
 
 
-def _contributions(
-    in_len: int, out_len: int, scale: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _contributions(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Weights (out_len, taps) and source indices (out_len, taps), MATLAB's algorithm."""
     kernel_width = 4.0
     antialias = scale < 1
@@ -79,17 +77,13 @@ def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """MATLAB ``rgb2ycbcr`` on [0, 255] data, float64 output."""
     rgb = np.asarray(rgb, dtype=np.float64) / 255.0
-    m = np.array(
-        [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]
-    )
+    m = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]])
     return rgb @ m.T + np.array([16.0, 128.0, 128.0])
 
 
 def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     """Inverse of ``rgb_to_ycbcr`` ([0, 255] float64 in and out, not clipped)."""
-    m = np.array(
-        [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]
-    )
+    m = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]])
     inv = np.linalg.inv(m)
     return (np.asarray(ycc, dtype=np.float64) - np.array([16.0, 128.0, 128.0])) @ inv.T * 255.0
 

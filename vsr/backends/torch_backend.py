@@ -39,9 +39,7 @@ class TorchBackend:
         self.spec = model.spec
         self.scale = model.scale
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(
-            precision, self.device, fp16=self.spec.fp16, bf16=self.spec.bf16
-        )
+        self.dtype = resolve_dtype(precision, self.device, fp16=self.spec.fp16, bf16=self.spec.bf16)
         self.color = color or ColorInfo()
         if self.device.type == "cpu":
             torch.set_num_threads(threads or os.cpu_count() or 1)

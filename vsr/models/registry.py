@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from torch import nn
 
 from vsr.errors import UnknownModelError, UsageError, WeightsError
@@ -119,5 +118,3 @@ __all__ = [
     "list_specs",
     "load_model",
 ]
-
-

@@ -15,9 +15,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vsr.backends.torch_backend import TorchBackend
 from vsr.config import RunConfig
 from vsr.errors import InputNotFoundError, MediaError, OutputExistsError, UsageError
 from vsr.media.frame import Frame
+from vsr.media.probe import MediaInfo, probe
+from vsr.media.reader import Reader
+from vsr.media.writer import Writer
+from vsr.models.registry import LoadedModel, load_model
 from vsr.pipeline.channel import Channel
 from vsr.pipeline.runner import Runner
 
@@ -99,32 +104,63 @@ def _model_stage(
     out.close()
 
 
+@dataclass
+class Job:
+    """Everything checked and loaded before any thread starts or any file is created."""
+
+    cfg: RunConfig
+    out_path: Path
+    info: MediaInfo
+    model: LoadedModel
+    backend: TorchBackend
+    out_size: tuple[int, int]
+
+    @property
+    def total_frames(self) -> int | None:
+        return self.info.video.frame_count
+
+
+def prepare(cfg: RunConfig) -> Job:
+    """Check paths, probe the input, load the model and the backend.
+
+    Raises UsageError (bad paths, model, device), WeightsError, MediaError (the input
+    cannot be read). Nothing is written.
+    """
+    out_path = check_paths(cfg)
+    info = probe(cfg.input)
+    video = info.video
+    model = load_model(cfg.model, cfg.scale, weights=cfg.weights)
+    backend = TorchBackend(model, device=cfg.device, precision=cfg.precision, color=video.color)
+    out_size = Writer.output_size(
+        video.width * cfg.scale, video.height * cfg.scale, cfg.pix_fmt or video.pix_fmt
+    )
+    return Job(cfg, out_path, info, model, backend, out_size)
+
+
 def run(
     cfg: RunConfig,
     *,
     progress: Callable[[int], None] | None = None,
     fault: str | None = None,
 ) -> RunReport:
-    """Upscale ``cfg.input`` into ``cfg.resolved_output()``.
+    """``prepare`` then ``execute``."""
+    return execute(prepare(cfg), progress=progress, fault=fault)
 
-    Raises UsageError (bad paths, model, device), WeightsError, MediaError (the input
-    cannot be read), StageError (a stage failed: the partial output is removed) and
-    Interrupted. ``fault`` names a stage to fail on purpose (tests of fault handling).
+
+def execute(
+    job: Job,
+    *,
+    progress: Callable[[int], None] | None = None,
+    fault: str | None = None,
+) -> RunReport:
+    """Upscale ``job.cfg.input`` into ``job.out_path`` with three threads.
+
+    Raises StageError (a stage failed: the partial output is removed) and Interrupted.
+    ``fault`` names a stage to fail on purpose (tests of fault handling).
     """
-    from vsr.backends.torch_backend import TorchBackend
-    from vsr.media.probe import probe
-    from vsr.media.reader import Reader
-    from vsr.media.writer import Writer
-    from vsr.models.registry import load_model
-
-    out_path = check_paths(cfg)
-    info = probe(cfg.input)
+    cfg, out_path, info, model, backend = job.cfg, job.out_path, job.info, job.model, job.backend
     video = info.video
-    model = load_model(cfg.model, cfg.scale, weights=cfg.weights)
-    backend = TorchBackend(model, device=cfg.device, precision=cfg.precision, color=video.color)
-    out_w, out_h = Writer.output_size(
-        video.width * cfg.scale, video.height * cfg.scale, cfg.pix_fmt or video.pix_fmt
-    )
+    out_w, out_h = job.out_size
 
     runner = Runner()
     decoded = runner.channel(cfg.queue_size)

@@ -9,8 +9,6 @@ puts them in place. Training then starts at the bicubic PSNR and learns the deta
 
 from __future__ import annotations
 
-
-
 import torch
 from torch import nn
 
@@ -56,7 +54,6 @@ def bicubic_init_espcn(module: nn.Module, scale: int, *, damp: float = 0.1) -> N
             conv2.bias[i] = 0.0
             conv3.weight[i, :r2].zero_()
             conv3.weight[i, i, c3, c3] = 1.0
-
 
 
 INITS = {"espcn": bicubic_init_espcn}

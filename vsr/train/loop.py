@@ -20,8 +20,8 @@ from torch import nn
 from vsr.metrics import imresize_uint8, psnr, rgb_to_y, ssim
 from vsr.models.registry import get_spec
 from vsr.models.weights import write_safetensors
-from vsr.train.init import apply_init
 from vsr.train.data import Pair, PatchSampler, load_pairs
+from vsr.train.init import apply_init
 
 log = logging.getLogger("vsr")
 
@@ -101,8 +101,16 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
 
 
-def train(cfg: TrainConfig, *, out_dir: Path, root: Path, resume: bool = False,
-          export: Path | None = None, recipe: str = "", progress: bool = True) -> dict:
+def train(
+    cfg: TrainConfig,
+    *,
+    out_dir: Path,
+    root: Path,
+    resume: bool = False,
+    export: Path | None = None,
+    recipe: str = "",
+    progress: bool = True,
+) -> dict:
     """Train ``cfg.model`` at ``cfg.scale``; return the final report (also in out_dir)."""
     from tqdm import tqdm
 
@@ -135,9 +143,17 @@ def train(cfg: TrainConfig, *, out_dir: Path, root: Path, resume: bool = False,
     def save_checkpoint() -> None:
         tmp = ckpt.with_suffix(".tmp")
         torch.save(
-            {"model": module.state_dict(), "opt": opt.state_dict(), "sampler": sampler.state(),
-             "torch_rng": torch.get_rng_state(), "step": step, "best": best,
-             "history": history, "seconds": seconds, "config": asdict(cfg)},
+            {
+                "model": module.state_dict(),
+                "opt": opt.state_dict(),
+                "sampler": sampler.state(),
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "best": best,
+                "history": history,
+                "seconds": seconds,
+                "config": asdict(cfg),
+            },
             tmp,
         )
         tmp.replace(ckpt)
@@ -182,9 +198,13 @@ def train(cfg: TrainConfig, *, out_dir: Path, root: Path, resume: bool = False,
     for name, pairs in val_sets.items():
         p, s = evaluate(module, pairs, cfg.scale)
         bp, bs = bicubic_scores(pairs, cfg.scale)
-        results[name] = {"psnr": round(p, 3), "ssim": round(s, 4),
-                         "bicubic_psnr": round(bp, 3), "bicubic_ssim": round(bs, 4),
-                         "gain_db": round(p - bp, 3)}
+        results[name] = {
+            "psnr": round(p, 3),
+            "ssim": round(s, 4),
+            "bicubic_psnr": round(bp, 3),
+            "bicubic_ssim": round(bs, 4),
+            "gain_db": round(p - bp, 3),
+        }
     report = {
         "model": cfg.model,
         "scale": cfg.scale,
@@ -221,7 +241,7 @@ def export_weights(module: nn.Module, cfg: TrainConfig, path: Path, report: dict
         "train_seconds": report["train_seconds"],
         "machine": report["machine"],
         "protocol": "Y channel (BT.601 limited), LR by MATLAB-compatible bicubic, "
-                    "border of `scale` pixels shaved; bicubic measured with the same code",
+        "border of `scale` pixels shaved; bicubic measured with the same code",
         "metrics": report["results"],
     }
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")

@@ -66,8 +66,11 @@ def build(scale: int, state: dict[str, torch.Tensor] | None, meta: dict[str, str
     if state is None:
         return FSRCNN(scale, upsampler=meta.get("upsampler", "deconv"))
     convs = sorted(
-        (int(k.split(".")[1]) for k in state if k.startswith("body.") and k.endswith(".weight")
-         and state[k].ndim == 4),
+        (
+            int(k.split(".")[1])
+            for k in state
+            if k.startswith("body.") and k.endswith(".weight") and state[k].ndim == 4
+        ),
     )
     d = int(state["body.0.weight"].shape[0])
     channels = int(state["body.0.weight"].shape[1])

@@ -68,6 +68,7 @@ class PolyphaseResize(nn.Module):
         taps, pad = polyphase_taps(scale, kernel)
         self.pad_lo = pad
         self.pad_hi = taps.shape[1] - 1 - pad
+        self.taps: torch.Tensor
         self.register_buffer("taps", taps.float(), persistent=False)
 
     def _resize_w(self, x: torch.Tensor) -> torch.Tensor:
