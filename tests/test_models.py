@@ -202,3 +202,30 @@ def test_rgb_path_round_trips_colour_with_the_stream_matrix():
         out = backend.upscale([f])[0]
         ref = np.repeat(np.repeat(f.planes[0], 2, 0), 2, 1).astype(int)
         assert np.abs(out.planes[0].astype(int) - ref).max() <= 1, color
+
+
+@pytest.mark.parametrize("bits", [8, 10])
+@pytest.mark.parametrize(
+    "color",
+    [
+        ColorInfo("bt709", "tv"),
+        ColorInfo("bt470bg", "pc"),
+        ColorInfo("bt2020nc", "tv"),
+        ColorInfo(None, None),
+    ],
+)
+def test_device_colour_conversion_matches_the_float64_reference(color, bits):
+    from vsr.backends.color import rgb_to_yuv, yuv_to_rgb
+    from vsr.media import color as ref
+
+    peak = (1 << bits) - 1
+    rng = np.random.default_rng(bits)
+    planes = [rng.integers(0, peak + 1, (6, 7)) for _ in range(3)]
+    expected = ref.yuv_to_rgb(*planes, color, bits, clip=False)  # (H, W, 3) float64
+    x = torch.from_numpy(np.stack(planes)[None] / peak)
+    got = yuv_to_rgb(x, color, height=6, bit_depth=bits)[0].permute(1, 2, 0).numpy()
+    assert np.abs(got - expected).max() < 1e-9
+    back = rgb_to_yuv(
+        yuv_to_rgb(x, color, height=6, bit_depth=bits), color, height=6, bit_depth=bits
+    )
+    assert torch.allclose(back, x, atol=1e-9)

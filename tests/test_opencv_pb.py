@@ -456,3 +456,49 @@ def test_real_scale_and_family_mismatch() -> None:
         load_model("espcn", 3, weights=PB_DIR / "ESPCN_x2.pb")
     with pytest.raises(WeightsError, match=r"FSRCNN-small x4 graph, not ESPCN"):
         load_model("espcn", 4, weights=PB_DIR / "FSRCNN-small_x4.pb")
+
+
+@pytest.mark.parametrize(("arch", "scale"), [("espcn", 3), ("fsrcnn", 2)])
+def test_vsr_run_with_pb_weights(tmp_path: Path, clip_mp4: Path, arch: str, scale: int) -> None:
+    """``vsr run --weights X.pb``: the real OpenCV file when present, else a synthetic one."""
+    import json
+    import subprocess
+    import sys
+
+    from vsr.media.probe import probe
+
+    family = "ESPCN" if arch == "espcn" else "FSRCNN"
+    real = PB_DIR / f"{family}_x{scale}.pb"
+    if real.exists():
+        weights = real
+    else:
+        data, _ = (espcn_graph if arch == "espcn" else fsrcnn_graph)(scale)
+        weights = _write(tmp_path, f"synthetic_{arch}_x{scale}.pb", data)
+    out = tmp_path / "pb.mp4"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vsr",
+            "run",
+            str(clip_mp4),
+            "-o",
+            str(out),
+            "-m",
+            arch,
+            "-x",
+            str(scale),
+            "--weights",
+            str(weights),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["weights"] == str(weights)
+    src = probe(clip_mp4).video
+    assert report["frames_out"] == src.frame_count
+    assert probe(out).video.width == src.width * scale

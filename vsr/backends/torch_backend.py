@@ -104,7 +104,7 @@ class TorchBackend:
             y = self._run(y)
             u, v = self.chroma_resize(u), self.chroma_resize(v)
         else:
-            y, u, v = self._run_rgb(y, u, v)
+            y, u, v = self._run_rgb(y, u, v, first.bit_depth)
         ys = self._to_host(y, peak, np_dtype)
         us = self._to_host(u, peak, np_dtype)
         vs = self._to_host(v, peak, np_dtype)
@@ -114,7 +114,7 @@ class TorchBackend:
         ]
 
     def _run_rgb(
-        self, y: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+        self, y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, bit_depth: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from vsr.backends.color import rgb_to_yuv, yuv_to_rgb
 
@@ -123,9 +123,10 @@ class TorchBackend:
         if u.shape[-2:] != y.shape[-2:]:
             u = F.interpolate(u, size=(h, w), mode="bilinear", align_corners=False)
             v = F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False)
-        rgb = yuv_to_rgb(torch.cat([y, u, v], 1), self.color, height=h).clamp_(0, 1)
+        rgb = yuv_to_rgb(torch.cat([y, u, v], 1), self.color, height=h, bit_depth=bit_depth)
+        rgb = rgb.clamp_(0, 1)
         out = self._run(rgb).clamp_(0, 1)
-        yuv = rgb_to_yuv(out, self.color, height=h)
+        yuv = rgb_to_yuv(out, self.color, height=h, bit_depth=bit_depth)
         y2, u2, v2 = yuv[:, 0:1], yuv[:, 1:2], yuv[:, 2:3]
         if sub != (1, 1):
             u2 = F.avg_pool2d(u2, sub, ceil_mode=True)
