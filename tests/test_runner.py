@@ -110,3 +110,49 @@ def test_channel_put_and_get_give_up_when_stopped():
     done.put("x")
     done.close()
     assert list(done) == ["x"]
+
+
+def _frame(i: int, w: int = 4, h: int = 4):
+    from fractions import Fraction
+
+    import numpy as np
+
+    from vsr.media.frame import Frame
+
+    y = np.zeros((h, w), np.uint8)
+    c = np.zeros((h // 2, w // 2), np.uint8)
+    return Frame(i, i, Fraction(1, 25), (y, c, c), "yuv420p")
+
+
+def _drive_model_stage(items, batch_size):
+    from vsr.pipeline.engine import _model_stage
+
+    stop = threading.Event()
+    inp, out = Channel(100, stop), Channel(100, stop)
+    for it in items:
+        inp.put(it)
+    inp.close()
+    batches: list[int] = []
+
+    def upscale(frames):
+        batches.append(len(frames))
+        return [f"up{f.index}" for f in frames]
+
+    counts = {"model": 0}
+    _model_stage(upscale, inp, out, batch_size, counts)
+    return list(out), batches, counts
+
+
+def test_model_stage_batches_frames_and_keeps_packets_in_place():
+    items = ["a0", _frame(0), "a1", "a2", _frame(1), _frame(2), "a3", _frame(3), _frame(4), "a4"]
+    got, batches, counts = _drive_model_stage(items, batch_size=2)
+    assert got == ["a0", "up0", "a1", "a2", "up1", "up2", "a3", "up3", "up4", "a4"]
+    assert batches == [2, 2, 1]
+    assert counts["model"] == 5
+
+
+def test_model_stage_refuses_a_size_change_with_a_clear_error():
+    from vsr.errors import MediaError
+
+    with pytest.raises(MediaError, match="10x4"):
+        _drive_model_stage([_frame(0), _frame(1, w=10)], batch_size=4)

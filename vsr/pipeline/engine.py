@@ -80,14 +80,19 @@ def check_paths(cfg: RunConfig) -> Path:
 
 
 def _model_stage(
-    backend, inp: Channel, out: Channel, batch_size: int, counts: dict[str, int]
+    upscale: Callable[[list[Frame]], list[Frame]],
+    inp: Channel,
+    out: Channel,
+    batch_size: int,
+    counts: dict[str, int],
 ) -> None:
     """Batch frames; pass packets on in their place relative to the frames."""
     pending: list[object] = []
     frames: list[Frame] = []
+    shape: tuple[int, int, str] | None = None
 
     def flush() -> None:
-        upscaled = iter(backend.upscale(frames))
+        upscaled = iter(upscale(frames) if frames else ())
         for item in pending:
             out.put(next(upscaled) if isinstance(item, Frame) else item)
         counts["model"] += len(frames)
@@ -97,6 +102,14 @@ def _model_stage(
     for item in inp:
         pending.append(item)
         if isinstance(item, Frame):
+            if shape is None:
+                shape = (item.width, item.height, item.pix_fmt)
+            elif (item.width, item.height, item.pix_fmt) != shape:
+                raise MediaError(
+                    f"frame {item.index} is {item.width}x{item.height} {item.pix_fmt}, "
+                    f"the stream started as {shape[0]}x{shape[1]} {shape[2]}",
+                    hint="vsr does not support size or format changes inside a stream",
+                )
             frames.append(item)
             if len(frames) >= batch_size:
                 flush()
@@ -181,19 +194,13 @@ def execute(
                 decoded.put(item)
         decoded.close()
 
+    def upscale(frames: list[Frame]) -> list[Frame]:
+        if counts["model"] >= 1:
+            inject("model")
+        return backend.upscale(frames)
+
     def model_stage() -> None:
-        if fault == "model":
-            backend_upscale = backend.upscale
-
-            def failing(frames: list[Frame]) -> list[Frame]:
-                if counts["model"] >= 1:
-                    inject("model")
-                return backend_upscale(frames)
-
-            wrapped = type("FaultyBackend", (), {"upscale": staticmethod(failing)})()
-            _model_stage(wrapped, decoded, upscaled, cfg.batch_size, counts)
-        else:
-            _model_stage(backend, decoded, upscaled, cfg.batch_size, counts)
+        _model_stage(upscale, decoded, upscaled, cfg.batch_size, counts)
 
     def writer_stage() -> None:
         writer = Writer(
