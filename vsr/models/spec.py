@@ -34,3 +34,15 @@ class ModelSpec:
     build: BuildFn
     planewise: bool = False
     needs_weights: bool = True
+
+
+def check_shuffle_scale(arch: str, out_channels: int, channels: int, scale: int) -> None:
+    """Raise WeightsError when a sub-pixel layer's width says another scale than ``scale``."""
+    if out_channels != channels * scale * scale:
+        from vsr.errors import WeightsError
+
+        inferred = round((out_channels / channels) ** 0.5)
+        raise WeightsError(
+            f"these {arch} weights are for x{inferred}, not x{scale}",
+            hint=f"use -x {inferred} or other weights",
+        )

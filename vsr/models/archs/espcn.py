@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vsr.models.spec import ModelSpec
+from vsr.models.spec import ModelSpec, check_shuffle_scale
 
 
 class ESPCN(nn.Module):
@@ -50,15 +50,7 @@ def build(scale: int, state: dict[str, torch.Tensor] | None, meta: dict[str, str
     if state is not None:
         features = (int(state["conv1.weight"].shape[0]), int(state["conv2.weight"].shape[0]))
         channels = int(state["conv1.weight"].shape[1])
-        out = int(state["conv3.weight"].shape[0])
-        if out != channels * scale * scale:
-            from vsr.errors import WeightsError
-
-            inferred = round((out / channels) ** 0.5)
-            raise WeightsError(
-                f"these ESPCN weights are for x{inferred}, not x{scale}",
-                hint=f"use -x {inferred} or other weights",
-            )
+        check_shuffle_scale("ESPCN", int(state["conv3.weight"].shape[0]), channels, scale)
     return ESPCN(
         scale,
         channels=channels,

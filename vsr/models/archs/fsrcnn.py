@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vsr.models.spec import ModelSpec
+from vsr.models.spec import ModelSpec, check_shuffle_scale
 
 
 class FSRCNN(nn.Module):
@@ -78,15 +78,7 @@ def build(scale: int, state: dict[str, torch.Tensor] | None, meta: dict[str, str
     m = len(convs) - 3
     upsampler = "subpixel" if "tail_bias" in state else "deconv"
     if upsampler == "subpixel":
-        out = int(state["tail.0.weight"].shape[0])
-        if out != channels * scale * scale:
-            from vsr.errors import WeightsError
-
-            inferred = round((out / channels) ** 0.5)
-            raise WeightsError(
-                f"these FSRCNN weights are for x{inferred}, not x{scale}",
-                hint=f"use -x {inferred} or other weights",
-            )
+        check_shuffle_scale("FSRCNN", int(state["tail.0.weight"].shape[0]), channels, scale)
     return FSRCNN(scale, d=d, s=s, m=m, channels=channels, upsampler=upsampler)
 
 
