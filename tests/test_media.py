@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from vsr.errors import EncoderError, InputNotFoundError, MediaError
+from vsr.errors import EncoderError, InputNotFoundError, MediaError, UsageError
 from vsr.media.color import (
     color_code,
     color_name,
@@ -674,7 +674,7 @@ def test_writer_without_frames_leaves_nothing(clip_no_audio: Path, tmp_path: Pat
 
 
 def test_writer_encoder_errors(clip_no_audio: Path, tmp_path: Path) -> None:
-    with pytest.raises(EncoderError, match="not available"):
+    with pytest.raises(UsageError, match="not available"):
         _writer(clip_no_audio, tmp_path / "a.mp4", codec="no-such-encoder")
     with pytest.raises(EncoderError, match="webm"):
         _writer(clip_no_audio, tmp_path / "b.webm", codec="libx264")

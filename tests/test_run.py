@@ -393,3 +393,30 @@ def test_real_clip_acceptance(shared_data, tmp_path, model, scale):
     assert report.frames_out == info_in.video.frame_count
     assert _video_pts(out) == _video_pts(src)
     assert _packets(out, "audio") == _packets(src, "audio")
+
+
+@pytest.mark.parametrize(
+    "codec,ext,expected",
+    [("libx265", ".mp4", "hevc"), ("libsvtav1", ".mkv", "av1"), ("libvpx-vp9", ".mkv", "vp9")],
+)
+def test_other_encoders(clip_mp4, tmp_path, codec, ext, expected):
+    from vsr.media.writer import encoder_available
+
+    if not encoder_available(codec):
+        pytest.skip(f"this PyAV build has no {codec}")
+    out = tmp_path / f"out{ext}"
+    report = _run(clip_mp4, out, model="bicubic", scale=2, codec=codec)
+    assert probe(out).video.codec == expected
+    assert report.frames_out == len(_video_pts(out)) == probe(clip_mp4).video.frame_count
+    assert _packets(out, "audio") == _packets(clip_mp4, "audio")
+
+
+def test_unknown_encoder_is_a_clean_error(clip_mp4, tmp_path):
+    out = tmp_path / "x.mp4"
+    proc = _cli(
+        "run", str(clip_mp4), "-o", str(out), "-m", "bicubic", "-x", "2", "--codec", "nosuchcodec"
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "nosuchcodec" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()

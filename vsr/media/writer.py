@@ -23,7 +23,7 @@ import av
 import av.error
 import numpy as np
 
-from vsr.errors import EncoderError, MediaError
+from vsr.errors import EncoderError, MediaError, UsageError
 from vsr.media.color import apply_color
 from vsr.media.frame import PLANAR_FORMATS, Frame
 from vsr.media.probe import MediaInfo, describe_av_error, open_input
@@ -72,6 +72,16 @@ def encoder_available(codec: str) -> bool:
     except (ValueError, av.error.FFmpegError):
         return False
     return True
+
+
+def check_encoder(codec: str) -> None:
+    """Raise UsageError (exit 2) when this FFmpeg build has no encoder ``codec``."""
+    if not encoder_available(codec):
+        known = ", ".join(c for c in KNOWN_ENCODERS if encoder_available(c))
+        raise UsageError(
+            f"video encoder {codec!r} is not available in this FFmpeg build",
+            hint=f"available: {known}",
+        )
 
 
 def _subsampling(pix_fmt: str) -> tuple[int, int]:
@@ -289,12 +299,7 @@ class Writer:
         self._pts_fixes = 0
         self._routes: dict[int, Any] = {}
 
-        if not encoder_available(codec):
-            known = ", ".join(c for c in KNOWN_ENCODERS if encoder_available(c))
-            raise EncoderError(
-                f"video encoder {codec!r} is not available in this FFmpeg build",
-                hint=f"available: {known}",
-            )
+        check_encoder(codec)
         wanted = pix_fmt or planar_format(source.video.pix_fmt)
         if wanted not in PLANAR_FORMATS:
             raise EncoderError(

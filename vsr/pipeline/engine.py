@@ -21,7 +21,7 @@ from vsr.errors import InputNotFoundError, MediaError, OutputExistsError, UsageE
 from vsr.media.frame import Frame
 from vsr.media.probe import MediaInfo, probe
 from vsr.media.reader import Reader
-from vsr.media.writer import Writer
+from vsr.media.writer import Writer, check_encoder
 from vsr.models.registry import LoadedModel, load_model
 from vsr.pipeline.channel import Channel
 from vsr.pipeline.runner import Runner
@@ -140,6 +140,7 @@ def prepare(cfg: RunConfig) -> Job:
     cannot be read). Nothing is written.
     """
     out_path = check_paths(cfg)
+    check_encoder(cfg.codec)
     info = probe(cfg.input)
     video = info.video
     model = load_model(cfg.model, cfg.scale, weights=cfg.weights)
