@@ -111,7 +111,8 @@ def run(
         ),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Frames per model batch [default: 4].")
+        int | None,
+        typer.Option("--batch-size", help="Frames per model batch [default: 1 on CPU, 8 on GPU]."),
     ] = None,
     codec: Annotated[
         str | None, typer.Option("--codec", help="Video encoder [default: libx264].")

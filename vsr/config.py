@@ -19,7 +19,7 @@ class RunConfig:
     weights: Path | None = None
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 4
+    batch_size: int | None = None  # None: the backend's default (1 on CPU, 8 on GPU)
     codec: str = "libx264"
     crf: int | None = None
     preset: str | None = None
@@ -77,7 +77,7 @@ def make_config(flags: dict[str, Any], config_file: Path | None = None) -> RunCo
         raise UsageError(f"bad configuration: {exc}") from None
     if cfg.scale < 1:
         raise UsageError(f"scale must be a positive integer, got {cfg.scale}")
-    if cfg.batch_size < 1:
+    if cfg.batch_size is not None and cfg.batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {cfg.batch_size}")
     if cfg.crf is not None and not 0 <= cfg.crf <= 63:
         raise UsageError(f"crf must be between 0 and 63, got {cfg.crf}")

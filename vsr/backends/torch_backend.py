@@ -45,9 +45,18 @@ class TorchBackend:
             torch.set_num_threads(threads or os.cpu_count() or 1)
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        # channels_last: about twice as fast for these convolutions on CPU (oneDNN) and
+        # the layout tensor cores want on CUDA.
         self.module = model.module.to(self.device, self.dtype).eval()
+        self.module = self.module.to(memory_format=torch.channels_last)
         self.chroma_resize = PolyphaseResize(self.scale, "cubic").to(self.device, self.dtype)
         self._pin = self.device.type == "cuda"
+
+    @property
+    def default_batch_size(self) -> int:
+        """Frames per batch when the user gives none: 1 on the CPU (larger batches only
+        spill the caches there), 8 on a GPU (enough work per launch)."""
+        return 1 if self.device.type == "cpu" else 8
 
     @property
     def description(self) -> str:
@@ -84,7 +93,7 @@ class TorchBackend:
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         x, h, w = self._pad(x)
-        y = self.module(x)
+        y = self.module(x.contiguous(memory_format=torch.channels_last))
         return y[..., : h * self.scale, : w * self.scale]
 
     @torch.inference_mode()

@@ -201,7 +201,8 @@ def execute(
         return backend.upscale(frames)
 
     def model_stage() -> None:
-        _model_stage(upscale, decoded, upscaled, cfg.batch_size, counts)
+        batch = cfg.batch_size or backend.default_batch_size
+        _model_stage(upscale, decoded, upscaled, batch, counts)
 
     def writer_stage() -> None:
         writer = Writer(
