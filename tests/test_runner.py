@@ -13,7 +13,9 @@ from vsr.pipeline.runner import Runner
 
 
 def _vsr_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("vsr-")]
+    """vsr's threads still running (a thread interrupted inside ``join`` may stay listed
+    by ``threading.enumerate`` for a moment after it has stopped)."""
+    return [t for t in threading.enumerate() if t.name.startswith("vsr-") and t.is_alive()]
 
 
 def _chain(runner: Runner, n: int, *, fail_in: str | None = None, slow: float = 0.0):

@@ -48,7 +48,7 @@ class TorchBackend:
         # channels_last: about twice as fast for these convolutions on CPU (oneDNN) and
         # the layout tensor cores want on CUDA.
         self.module = model.module.to(self.device, self.dtype).eval()
-        self.module = self.module.to(memory_format=torch.channels_last)
+        self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.chroma_resize = PolyphaseResize(self.scale, "cubic").to(self.device, self.dtype)
         self._pin = self.device.type == "cuda"
 
