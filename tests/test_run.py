@@ -420,3 +420,16 @@ def test_unknown_encoder_is_a_clean_error(clip_mp4, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "nosuchcodec" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_demo_makes_a_sample_with_audio_and_upscales_it(tmp_path):
+    """The README's main job: ``vsr demo`` (sample clip, ESPCN x3, prints the result)."""
+    proc = _cli("demo", "--out-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    out = Path(proc.stdout.strip().splitlines()[-1].split(": ", 1)[1])
+    sample = tmp_path / "sample.mp4"
+    assert out.exists() and out.parent == tmp_path
+    src, dst = probe(sample), probe(out)
+    assert len(src.audio) == 1 and _packets(out, "audio") == _packets(sample, "audio")
+    assert (dst.video.width, dst.video.height) == (src.video.width * 3, src.video.height * 3)
+    assert len(_video_pts(out)) == src.video.frame_count

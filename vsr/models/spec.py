@@ -8,6 +8,24 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+@dataclass(frozen=True)
+class Detected:
+    """What an architecture's ``detect`` made of a foreign state dict.
+
+    ``state`` is converted to this project's key layout for the architecture (so that
+    ``build(scale, state, meta)`` + ``load_state_dict(state, strict=True)`` work);
+    ``scale`` is ``None`` when the tensors do not fix it (e.g. VDSR).
+    """
+
+    scale: int | None
+    state: dict[str, torch.Tensor]
+    meta: dict[str, str]
+
+
+#: detect(state_dict) -> Detected, or None when the tensors are not this architecture's
+#: (in any of the key layouts it knows: official repositories, old/new ESRGAN, ...).
+DetectFn = Callable[["dict[str, torch.Tensor]"], "Detected | None"]
+
 #: build(scale, state_dict or None, metadata) -> module. Hyperparameters come from the
 #: state dict where the format allows; ``metadata`` carries what tensors cannot say.
 BuildFn = Callable[[int, "dict[str, torch.Tensor] | None", "dict[str, str]"], nn.Module]
@@ -34,6 +52,8 @@ class ModelSpec:
     build: BuildFn
     planewise: bool = False
     needs_weights: bool = True
+    detect: DetectFn | None = None
+    licence: str = "MIT (vsr)"
 
 
 def check_shuffle_scale(arch: str, out_channels: int, channels: int, scale: int) -> None:
