@@ -238,6 +238,10 @@ def export_weights(module: nn.Module, cfg: TrainConfig, path: Path, report: dict
         "training_data": [Path(d).name for d in cfg.train_dirs],
         "recipe": report["recipe"],
         "iterations": report["iterations"],
+        "initialisation": cfg.init,
+        "selection": f"the checkpoint with the best Set5 PSNR, validated every {cfg.val_every} "
+        "iterations",
+        "date": time.strftime("%Y-%m-%d"),
         "train_seconds": report["train_seconds"],
         "machine": report["machine"],
         "protocol": "Y channel (BT.601 limited), LR by MATLAB-compatible bicubic, "
