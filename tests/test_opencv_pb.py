@@ -4,7 +4,8 @@ Two kinds of graphs are used:
 
 - synthetic GraphDefs written here in protobuf wire format (random weights, tiny widths):
   they need no data, check the round trip of every tensor into the torch state dict and
-  the graph's semantics (TF SAME conv, written-out PReLU, DepthToSpace, tanh, scalar bias)
+  the graph's semantics (TF SAME conv, written-out PReLU and LeakyReLU, DepthToSpace, tanh,
+  scalar bias, LapSRN's two branches and 4x4 convolutions padded 1 before and 2 after)
   against an independent NumPy forward pass, and run through cv2.dnn_superres itself;
 - the real files in ``shared/data/weights/opencv``, compared with cv2.dnn_superres on
   small Set5 crops; skipped when the shared data is absent.
@@ -20,6 +21,12 @@ level at 48 values. The two levels once reported for ESPCN came from comparing w
 re-extracted from OpenCV's uint8 BGR output, whose YCrCb->BGR->YCrCb round trip moves Y
 by itself. Converting back to BGR in float instead of uint8 gives up to 3 levels, and
 cubic instead of OpenCV's bilinear chroma up to 6.)
+
+LapSRN, measured on the full Set5 butterfly (256x256) and bird (288x288): at most one grey
+level everywhere. Values differing by one level, BGR (grey input, Y) - butterfly x2: 39 of
+786,432 (13 of 262,144); x4: 111 of 3.1 M (37 of 1.05 M); x8: 1,260 of 12.6 M (420 of 4.2 M);
+bird x2: 24 (8), x4: 63 (21), x8: 971 (326). Padding the 4x4 convolutions 2 before and 1
+after instead gives 231 levels; a LeakyReLU slope of 0.1 instead of 0.2, 68.
 """
 
 from __future__ import annotations
@@ -32,9 +39,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from pbgraph import (
+    GraphWriter,
+    _int,
+    _len,
+    _rand,
+    espcn_graph,
+    fsrcnn_graph,
+)
 
 from vsr.errors import WeightsError
-from vsr.models.archs import espcn, fsrcnn
+from vsr.models.archs import espcn, fsrcnn, lapsrn
 from vsr.models.opencv_pb import read_pb, upsample_like_opencv
 from vsr.models.registry import load_model
 
@@ -47,141 +62,74 @@ needs_data = pytest.mark.skipif(
     "are skipped (the synthetic-graph tests still run)",
 )
 
-# --------------------------------------------------------------------------------------
-# A tiny protobuf writer for GraphDefs
-# --------------------------------------------------------------------------------------
 
+def lapsrn_graph(
+    levels: int,
+    *,
+    seed: int = 0,
+    features: int = 4,
+    depth: int = 3,
+    slopes: dict[str, float] | None = None,
+    feature_input: str = "residual",
+    extra_output: bool = False,
+) -> tuple[bytes, list[dict[str, np.ndarray]]]:
+    """A LapSRN-shaped graph as OpenCV's LapSRN_x{2,4,8} (tiny widths) and its weights.
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _int(field: int, value: int) -> bytes:
-    return _varint(field << 3) + _varint(value)
-
-
-def _len(field: int, payload: bytes | str) -> bytes:
-    data = payload.encode() if isinstance(payload, str) else payload
-    return _varint(field << 3 | 2) + _varint(len(data)) + data
-
-
-def _tensor(array: np.ndarray, *, as_values: bool = False) -> bytes:
-    """TensorProto: dtype, shape, then tensor_content or (packed) float_val/int_val."""
-    is_int = array.dtype.kind == "i"
-    shape = b"".join(_len(2, _int(1, d)) for d in array.shape)
-    out = _int(1, 3 if is_int else 1) + _len(2, shape)
-    if not as_values:
-        return out + _len(4, array.astype("<i4" if is_int else "<f4").tobytes())
-    if is_int:
-        return out + _len(7, b"".join(_varint(int(v)) for v in array.reshape(-1)))
-    return out + _len(5, array.astype("<f4").tobytes())
-
-
-class GraphWriter:
-    """Writes NodeDefs the way TF 1.x froze the dnn_superres graphs."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def node(self, name: str, op: str, *inputs: str, **attrs: bytes) -> str:
-        body = _len(1, name) + _len(2, op) + b"".join(_len(3, i) for i in inputs)
-        for key, value in attrs.items():
-            body += _len(5, _len(1, key) + _len(2, value))
-        if op not in ("Const", "Placeholder"):
-            body += _len(5, _len(1, "T") + _len(2, _int(6, 1)))
-        self.parts.append(_len(1, body))
-        return name
-
-    def const(self, name: str, array: np.ndarray, *, as_values: bool = False) -> str:
-        tensor = _tensor(array, as_values=as_values)
-        dtype = _int(6, 3 if array.dtype.kind == "i" else 1)
-        return self.node(name, "Const", value=_len(8, tensor), dtype=dtype)
-
-    def conv(self, name: str, x: str, kernel: np.ndarray) -> str:
-        ones = _len(1, _len(3, bytes([1, 1, 1, 1])))
-        w = self.const(name + "/w", kernel.astype(np.float32))
-        return self.node(
-            name, "Conv2D", x, w, padding=_len(2, "SAME"), strides=ones, dilations=ones,
-            data_format=_len(2, "NHWC"),
-        )  # fmt: skip
-
-    def bias(self, name: str, x: str, b: np.ndarray, op: str = "Add") -> str:
-        return self.node(name, op, x, self.const(name + "/b", b.astype(np.float32)))
-
-    def prelu(self, name: str, x: str, alpha: np.ndarray) -> str:
-        """relu(x) + alpha * (x - |x|) * 0.5, as in the FSRCNN graphs."""
-        a = self.const(name + "/alpha", alpha.astype(np.float32))
-        half = self.const(name + "/half", np.array(0.5, np.float32), as_values=True)
-        absx = self.node(name + "/abs", "Abs", x)
-        sub = self.node(name + "/sub", "Sub", x, absx)
-        mul = self.node(name + "/mul", "Mul", a, sub)
-        mul1 = self.node(name + "/mul1", "Mul", mul, half)
-        relu = self.node(name + "/relu", "Relu", x)
-        return self.node(name, "Add", relu, mul1)
-
-    def d2s(self, x: str, r: int) -> str:
-        return self.node(
-            "DepthToSpace", "DepthToSpace", x, block_size=_int(3, r), data_format=_len(2, "NHWC")
-        )
-
-    def output(self, x: str) -> str:
-        perm = self.const("NCHW_output/perm", np.array([0, 3, 1, 2], np.int32))
-        return self.node("NCHW_output", "Transpose", x, perm)
-
-    def bytes(self) -> bytes:
-        return b"".join(self.parts) + _len(4, _int(1, 26))  # versions {producer: 26}
-
-
-def _rand(rng: np.random.Generator, *shape: int, std: float = 0.2) -> np.ndarray:
-    return (rng.standard_normal(shape) * std).astype(np.float32)
-
-
-def espcn_graph(
-    r: int, *, seed: int = 0, out_op: str = "Tanh"
-) -> tuple[bytes, dict[str, np.ndarray]]:
-    """An ESPCN-shaped graph (widths 6 and 4) and its TF-layout weights."""
+    Per level: ``depth`` x [conv3x3 + bias (a scalar on the first), LeakyReLU written out as
+    ``relu(x) - s * relu(-1 * x)``], conv4x4 (F->4) + DepthToSpace(2) + LeakyReLU (the
+    residual), conv4x4 (1->4) + DepthToSpace(2) on the image, sum, LeakyReLU; an output per
+    level and a final ``NCHW_output``, written last in the real files' order (the final,
+    then each level's from the deepest). ``slopes`` overrides the slope of named activations;
+    ``feature_input="image"`` feeds each later level's feature branch the previous image
+    (not what the graphs do); ``extra_output`` adds an output that is no level's image.
+    """
     rng = np.random.default_rng(seed)
-    w = {
-        "f1": _rand(rng, 5, 5, 1, 6),
-        "b1": _rand(rng, 6, std=0.05),
-        "f2": _rand(rng, 3, 3, 6, 4),
-        "b2": _rand(rng, 4, std=0.05),
-        "f3": _rand(rng, 3, 3, 4, r * r),
-        "b3": _rand(rng, r * r, std=0.05) + np.float32(0.4),
-    }
+    slopes = slopes or {}
     g = GraphWriter()
-    x = g.node("IteratorGetNext", "Placeholder", dtype=_int(6, 1))
-    x = g.node("Relu", "Relu", g.bias("add", g.conv("conv1", x, w["f1"]), w["b1"]))
-    x = g.node("Relu_1", "Relu", g.bias("add_1", g.conv("conv2", x, w["f2"]), w["b2"]))
-    x = g.d2s(g.bias("add_2", g.conv("conv3", x, w["f3"]), w["b3"]), r)
-    g.output(g.node("NHWC_output", out_op, x))
-    return g.bytes(), w
 
+    def leaky(name: str, x: str) -> str:
+        minus = g.const(f"{name}/minus", np.array(-1.0, np.float32), as_values=True)
+        neg = g.node(f"{name}/relu_neg", "Relu", g.node(f"{name}/neg", "Mul", minus, x))
+        s = np.array(slopes.get(name, 0.2), np.float32)
+        scaled = g.node(f"{name}/scaled", "Mul", g.const(f"{name}/s", s, as_values=True), neg)
+        return g.node(name, "Sub", g.node(f"{name}/relu", "Relu", x), scaled)
 
-def fsrcnn_graph(r: int, *, seed: int = 0) -> tuple[bytes, dict[str, np.ndarray]]:
-    """An FSRCNN-shaped graph (d=6, s=3, m=2) and its TF-layout weights."""
-    rng = np.random.default_rng(seed)
-    shapes = [(5, 1, 6), (1, 6, 3), (3, 3, 3), (3, 3, 3), (1, 3, 6)]
-    w: dict[str, np.ndarray] = {}
-    g = GraphWriter()
-    x = g.node("IteratorGetNext", "Placeholder", dtype=_int(6, 1))
-    for i, (k, cin, cout) in enumerate(shapes, 1):
-        w[f"f{i}"] = _rand(rng, k, k, cin, cout)
-        w[f"b{i}"] = _rand(rng, cout, std=0.05)
-        w[f"alpha{i}"] = _rand(rng, cout, std=0.3)
-        x = g.bias(f"add{i}", g.conv(f"conv{i}", x, w[f"f{i}"]), w[f"b{i}"])
-        x = g.prelu(f"prelu{i}", x, w[f"alpha{i}"])
-    w["f_tail"] = _rand(rng, 1, 1, 6, r * r)
-    w["b_tail"] = np.array([0.45], np.float32)
-    x = g.d2s(g.conv("conv_tail", x, w["f_tail"]), r)
-    b = g.const("b_tail", w["b_tail"], as_values=True)
-    g.output(g.node("NHWC_output", "BiasAdd", x, b, data_format=_len(2, "NHWC")))
-    return g.bytes(), w
+    def d2s(name: str, x: str) -> str:
+        return g.node(name, "DepthToSpace", x, block_size=_int(3, 2), data_format=_len(2, "NHWC"))
+
+    def output(name: str, x: str) -> None:
+        perm = g.const(f"{name}/perm", np.array([0, 3, 1, 2], np.int32))
+        g.node(name, "Transpose", x, perm)
+
+    def level(name: str, img: str, feat: str) -> tuple[str, str, dict[str, np.ndarray]]:
+        w: dict[str, np.ndarray] = {}
+        h = feat
+        for i in range(depth):
+            cin = 1 if i == 0 else features
+            w[f"f{i}"] = _rand(rng, 3, 3, cin, features, std=0.5 / (3 * cin**0.5))
+            w[f"b{i}"] = _rand(rng, 1 if i == 0 else features, std=0.05)
+            h = g.bias(f"add_{name}_{i}", g.conv(f"conv_{name}_{i}", h, w[f"f{i}"]), w[f"b{i}"])
+            h = leaky(f"act_{name}_{i}", h)
+        w["up"] = _rand(rng, 4, 4, features, 4, std=0.05)
+        w["img"] = _rand(rng, 4, 4, 1, 4, std=0.02) + np.float32(1 / 16)
+        res = leaky(f"res_{name}", d2s(f"d2s_res_{name}", g.conv(f"deconv_{name}", h, w["up"])))
+        up = d2s(f"d2s_img_{name}", g.conv(f"img_{name}", img, w["img"]))
+        return leaky(f"out_{name}", g.node(f"sum_{name}", "Add", up, res)), res, w
+
+    weights: list[dict[str, np.ndarray]] = []
+    images: list[str] = []
+    x = img = feat = g.node("IteratorGetNext", "Placeholder", dtype=_int(6, 1))
+    for lv in range(levels):
+        img, res, w = level(str(lv), img, feat)
+        feat = res if feature_input == "residual" else img
+        images.append(img)
+        weights.append(w)
+    output("NCHW_output", img)
+    for lv in reversed(range(levels)):
+        output(f"NCHW_output_{2 << lv}x", images[lv])
+    if extra_output:  # a second, separate x2 network on the same input
+        output("NCHW_output_other", level("other", x, x)[0])
+    return g.bytes(), weights
 
 
 def _write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -227,6 +175,37 @@ def _fsrcnn_numpy(y: np.ndarray, w: dict[str, np.ndarray], r: int) -> np.ndarray
     for i in range(1, 6):
         x = _prelu(_conv_same(x, w[f"f{i}"]) + w[f"b{i}"], w[f"alpha{i}"])
     return _depth_to_space(_conv_same(x, w["f_tail"]), r)[..., 0] + w["b_tail"][0]
+
+
+def _conv_tf_same(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """TF 'SAME', stride 1: for an even kernel the extra padding goes after."""
+    k = kernel.shape[0]
+    before, after = (k - 1) // 2, k - 1 - (k - 1) // 2
+    h, w, _ = x.shape
+    xp = np.pad(x, ((before, after), (before, after), (0, 0)))
+    out = np.zeros((h, w, kernel.shape[3]))
+    for i in range(k):
+        for j in range(k):
+            out += np.einsum("hwc,co->hwo", xp[i : i + h, j : j + w], kernel[i, j])
+    return out
+
+
+def _leaky(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0) - 0.2 * np.maximum(-x, 0)
+
+
+def _lapsrn_numpy(y: np.ndarray, weights: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    img = feat = y[..., None].astype(np.float64)
+    out = []
+    for w in weights:
+        h = feat
+        for i in range(len([k for k in w if k.startswith("f")])):
+            h = _leaky(_conv_tf_same(h, w[f"f{i}"]) + w[f"b{i}"])
+        res = _leaky(_depth_to_space(_conv_tf_same(h, w["up"]), 2))
+        img = _leaky(_depth_to_space(_conv_tf_same(img, w["img"]), 2) + res)
+        feat = res
+        out.append(img[..., 0])
+    return out
 
 
 def _run(module: torch.nn.Module, y: np.ndarray) -> np.ndarray:
@@ -309,6 +288,80 @@ def test_synthetic_graph_matches_cv2_dnn_superres(tmp_path: Path, arch: str, mak
         assert int(_diff(ours, theirs).max()) <= 1
 
 
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_synthetic_lapsrn_round_trip(tmp_path: Path, levels: int) -> None:
+    data, weights = lapsrn_graph(levels, seed=levels)
+    scale = 2**levels
+    state, meta = read_pb(_write(tmp_path, "lapsrn.pb", data), arch="lapsrn", scale=scale)
+
+    assert meta == {
+        "arch": "lapsrn", "scale": str(scale), "variant": "LapSRN", "negative_slope": "0.2"
+    }  # fmt: skip
+    assert len(state) == levels * (2 * 3 + 2)
+    for lv, w in enumerate(weights):
+        p = f"levels.{lv}."
+        for i in range(3):
+            expected = torch.from_numpy(w[f"f{i}"]).permute(3, 2, 0, 1)
+            assert torch.equal(state[f"{p}branch.{i}.weight"], expected)
+            bias = torch.from_numpy(w[f"b{i}"]).expand(4)  # the first one is a scalar
+            assert torch.equal(state[f"{p}branch.{i}.bias"], bias)
+        assert torch.equal(
+            state[f"{p}upsample.weight"], torch.from_numpy(w["up"]).permute(3, 2, 0, 1)
+        )
+        assert torch.equal(
+            state[f"{p}image.weight"], torch.from_numpy(w["img"]).permute(3, 2, 0, 1)
+        )
+    module = lapsrn.build(scale, state, meta)
+    module.load_state_dict(state, strict=True)
+
+    y = np.random.default_rng(1).random((5, 7), dtype=np.float32)
+    with torch.inference_mode():
+        pyramid = module.eval().pyramid(torch.from_numpy(y)[None, None])
+    for ours, ref in zip(pyramid, _lapsrn_numpy(y, weights), strict=True):
+        np.testing.assert_allclose(ours[0, 0].numpy(), ref, atol=2e-6)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_synthetic_lapsrn_matches_cv2_dnn_superres(tmp_path: Path, scale: int) -> None:
+    path = _write(tmp_path, "lapsrn.pb", lapsrn_graph(scale.bit_length() - 1)[0])
+    module = load_model("lapsrn", scale, weights=path).module
+    for image in (_smooth_image(16, 20), _smooth_image(16, 20, seed=1)[:, :, 0]):
+        ours = upsample_like_opencv(module, image)
+        theirs = _opencv_upsample(path, "lapsrn", scale, image)
+        assert int(_diff(ours, theirs).max()) <= 1
+
+
+def test_synthetic_lapsrn_errors(tmp_path: Path) -> None:
+    path = _write(tmp_path, "lapsrn.pb", lapsrn_graph(2)[0])
+    with pytest.raises(WeightsError, match=r"LapSRN graph for x4, not x2") as info:
+        load_model("lapsrn", 2, weights=path)
+    assert "-x 4" in info.value.hint
+    with pytest.raises(WeightsError, match=r"LapSRN x4 graph, not ESPCN") as info:
+        read_pb(path, arch="espcn", scale=4)
+    assert "-m lapsrn" in info.value.hint
+    epath = _write(tmp_path, "espcn.pb", espcn_graph(2)[0])
+    with pytest.raises(WeightsError, match=r"ESPCN x2 graph, not LapSRN"):
+        load_model("lapsrn", 2, weights=epath)
+
+    cases = {
+        "slopes differ": lapsrn_graph(2, slopes={"res_1": 0.1}),
+        "does not start from level 1's residual": lapsrn_graph(2, feature_input="image"),
+        "not one of the 2 levels' images": lapsrn_graph(2, extra_output=True),
+    }
+    for message, (data, _) in cases.items():
+        bad = _write(tmp_path, "bad.pb", data)
+        with pytest.raises(WeightsError, match=rf"does not match the LapSRN layout: .*{message}"):
+            read_pb(bad, arch="lapsrn", scale=4)
+
+
+def test_a_uniform_other_slope_is_kept(tmp_path: Path) -> None:
+    names = [f"{k}_0" for k in ("res", "out")] + [f"act_0_{i}" for i in range(3)]
+    data, _ = lapsrn_graph(1, slopes=dict.fromkeys(names, 0.1))
+    state, meta = read_pb(_write(tmp_path, "l.pb", data), arch="lapsrn", scale=2)
+    assert meta["negative_slope"] == "0.1"
+    assert lapsrn.build(2, state, meta).levels[0].negative_slope == pytest.approx(0.1)
+
+
 def test_scale_and_family_are_read_from_the_graph(tmp_path: Path) -> None:
     path = _write(tmp_path, "espcn.pb", espcn_graph(3)[0])
     with pytest.raises(WeightsError, match=r"ESPCN graph for x3, not x2") as info:
@@ -363,9 +416,10 @@ def test_not_a_graph(tmp_path: Path, data: bytes | None) -> None:
     assert "\n" not in info.value.one_line() and info.value.hint
 
 
-def test_random_bytes_give_weights_errors_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("arch", ["espcn", "lapsrn"])
+def test_random_bytes_give_weights_errors_only(tmp_path: Path, arch: str) -> None:
     rng = np.random.default_rng(0)
-    good = espcn_graph(2)[0]
+    good = espcn_graph(2)[0] if arch == "espcn" else lapsrn_graph(2, depth=2)[0]
     for k in range(100):
         if k % 2:
             data = rng.integers(0, 256, int(rng.integers(1, 400)), dtype=np.uint8).tobytes()
@@ -375,7 +429,7 @@ def test_random_bytes_give_weights_errors_only(tmp_path: Path) -> None:
             data = arr.tobytes()
         path = _write(tmp_path, "x.pb", data)
         with contextlib.suppress(WeightsError):  # a flipped weight byte is still a graph
-            read_pb(path, arch="espcn", scale=2)
+            read_pb(path, arch=arch, scale=2 if arch == "espcn" else 4)
 
 
 class _Payload:
@@ -442,12 +496,40 @@ def test_real_graph_matches_cv2_dnn_superres(name: str, arch: str, scale: int) -
 
 
 @needs_data
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_real_lapsrn_matches_cv2_dnn_superres(scale: int) -> None:
+    """Crops of 48, 32, 24 pixels for x2, x4, x8 (LapSRN is slow on a small CPU): at most
+    one grey level (figures for the full images in the module docstring)."""
+    path = PB_DIR / f"LapSRN_x{scale}.pb"
+    loaded = load_model("lapsrn", scale, weights=path)
+    module = loaded.module
+    assert len(module.levels) == scale.bit_length() - 1
+    level = module.levels[0]
+    assert (len(level.branch), level.branch[1].in_channels, level.upsample.kernel_size) == (
+        10, 64, (4, 4)
+    )  # fmt: skip
+    for picture in ("butterfly.png", "bird.png"):
+        size = {2: 48, 4: 32, 8: 24}[scale]
+        image = cv2.imread(str(SET5 / picture))[96 : 96 + size, 96 : 96 + size]
+        ours = upsample_like_opencv(module, image)
+        theirs = _opencv_upsample(path, "lapsrn", scale, image)
+        diff = _diff(ours, theirs)
+        assert int(diff.max()) <= 1, f"x{scale} {picture}: max {diff.max()}"
+        assert float(diff.mean()) < 1e-3, f"x{scale} {picture}: mean {diff.mean()}"
+
+
+@needs_data
 @pytest.mark.parametrize("name", ["LapSRN_x2.pb", "LapSRN_x8.pb"])
 def test_lapsrn_is_named(name: str) -> None:
-    with pytest.raises(WeightsError, match=r"is an OpenCV LapSRN x\d graph, not ESPCN"):
+    with pytest.raises(WeightsError, match=r"is an OpenCV LapSRN x\d graph, not ESPCN") as info:
         read_pb(PB_DIR / name, arch="espcn", scale=2)
+    assert "-m lapsrn" in info.value.hint
     with pytest.raises(WeightsError, match="LapSRN"):
         load_model("espcn", 2, weights=PB_DIR / "LapSRN_x2.pb")
+    with pytest.raises(
+        WeightsError, match=r"LapSRN_x2\.pb is an OpenCV LapSRN graph for x2, not x4"
+    ):
+        load_model("lapsrn", 4, weights=PB_DIR / "LapSRN_x2.pb")
 
 
 @needs_data

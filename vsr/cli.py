@@ -80,6 +80,20 @@ def _guard(fn: Callable[[], None], *, debug: bool) -> None:
         raise typer.Exit(1) from None
 
 
+# Options shared by ``run`` and ``image``.
+_TILE = typer.Option(
+    "--tile",
+    help="Upscale in tiles of this many input pixels (0: whole frames) [default: 0].",
+)
+_TILE_OVERLAP = typer.Option(
+    "--tile-overlap",
+    help="Input pixels of context around each tile, cropped after upscaling [default: 16].",
+)
+_SELF_ENSEMBLE = typer.Option(
+    "--self-ensemble", help="Average the x8 geometric self-ensemble (8x slower)."
+)
+
+
 @app.command()
 def run(
     input: Annotated[Path, typer.Argument(help="Input video file.", show_default=False)],
@@ -114,6 +128,17 @@ def run(
         int | None,
         typer.Option("--batch-size", help="Frames per model batch [default: 1 on CPU, 8 on GPU]."),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="torch, or opencv: cv2.dnn_superres on a .pb file (the reference) "
+            "[default: torch].",
+        ),
+    ] = None,
+    tile: Annotated[int | None, _TILE] = None,
+    tile_overlap: Annotated[int | None, _TILE_OVERLAP] = None,
+    self_ensemble: Annotated[bool, _SELF_ENSEMBLE] = False,
     codec: Annotated[
         str | None, typer.Option("--codec", help="Video encoder [default: libx264].")
     ] = None,
@@ -154,6 +179,10 @@ def run(
             "device": device,
             "precision": precision,
             "batch_size": batch_size,
+            "backend": backend,
+            "tile": tile,
+            "tile_overlap": tile_overlap,
+            "self_ensemble": self_ensemble or None,
             "codec": codec,
             "crf": crf,
             "preset": preset,
@@ -214,6 +243,237 @@ def demo(
         report = _run_with_progress(cfg, show=True)
         print(report.summary(), file=sys.stderr)
         print(f"upscaled video: {report.output}")
+
+    _guard(job, debug=debug)
+
+
+@app.command()
+def image(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image files (PNG, JPEG, WebP, BMP, TIFF) or folders (searched recursively).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output image file for one input file (another format converts), else "
+            "a folder, mirroring input folders [default: beside each input, "
+            "<stem>_<model>_x<scale>.<ext>].",
+        ),
+    ] = None,
+    model: Annotated[str, typer.Option("-m", "--model", help="Model name.")] = "espcn",
+    scale: Annotated[int, typer.Option("-x", "-s", "--scale", help="Upscaling factor.")] = 3,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="Weights file (.safetensors, OpenCV .pb).")
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto, fp32, fp16 or bf16.")
+    ] = "auto",
+    tile: Annotated[int, _TILE] = 0,
+    tile_overlap: Annotated[int | None, _TILE_OVERLAP] = None,
+    self_ensemble: Annotated[bool, _SELF_ENSEMBLE] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing outputs.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON on stdout.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Upscale images: alpha, greyscale and 16-bit kept; one failed image does not stop
+    the others (exit 1 at the end)."""
+    _setup_logging(quiet=quiet, debug=debug)
+
+    def job() -> None:
+        from tqdm import tqdm
+
+        from vsr.images import ImageConfig, execute, prepare
+
+        cfg = ImageConfig(
+            inputs=tuple(inputs),
+            output=output,
+            model=model,
+            scale=scale,
+            weights=weights,
+            device=device,
+            precision=precision,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            self_ensemble=self_ensemble,
+            overwrite=overwrite,
+        )
+        prepared = prepare(cfg)
+        with tqdm(
+            total=len(prepared.pairs),
+            unit="image",
+            disable=quiet or len(prepared.pairs) == 1,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        ) as bar:
+            report = execute(prepared, progress=bar.update)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2))
+        elif not quiet:
+            print(report.summary(), file=sys.stderr)
+            for result in report.images:
+                if result.ok:
+                    print(result.output)
+        if report.failed:
+            raise VsrError(
+                f"{report.failed} of {len(report.images)} images failed",
+                hint="see the errors above",
+            )
+
+    _guard(job, debug=debug)
+
+
+# ----------------------------------------------------------------------------------------
+# vsr models: list, info, pull, import (logic in vsr.models.manage)
+# ----------------------------------------------------------------------------------------
+
+models_app = typer.Typer(
+    no_args_is_help=True,
+    help="List, inspect, download (pull) and import model weights.",
+)
+app.add_typer(models_app, name="models")
+
+_MODELS_DEBUG = typer.Option("--debug", help="Show tracebacks.")
+_MODELS_JSON = typer.Option("--json", help="Machine-readable output on stdout.")
+
+
+@models_app.command("list")
+def models_list(
+    catalog: Annotated[
+        bool, typer.Option("--catalog", help="List the downloadable weights (the catalog).")
+    ] = False,
+    as_json: Annotated[bool, _MODELS_JSON] = False,
+    debug: Annotated[bool, _MODELS_DEBUG] = False,
+) -> None:
+    """Registered models: scales, parameters, input, speed, weights present, licence."""
+    _setup_logging(quiet=False, debug=debug)
+
+    def job() -> None:
+        from vsr.models import manage
+
+        rows = manage.list_catalog() if catalog else manage.list_models()
+        if as_json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(manage.format_catalog(rows) if catalog else manage.format_list(rows))
+
+    _guard(job, debug=debug)
+
+
+@models_app.command("info")
+def models_info(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="A model name, a catalog entry id or an imported name.", show_default=False
+        ),
+    ],
+    as_json: Annotated[bool, _MODELS_JSON] = False,
+    debug: Annotated[bool, _MODELS_DEBUG] = False,
+) -> None:
+    """A model's spec and its weights: built-in (with measured quality), cached, catalog."""
+    _setup_logging(quiet=False, debug=debug)
+
+    def job() -> None:
+        from vsr.models import manage
+
+        info = manage.model_info(name)
+        print(json.dumps(info, indent=2) if as_json else manage.format_info(info))
+
+    _guard(job, debug=debug)
+
+
+@models_app.command("pull")
+def models_pull(
+    entry_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="Catalog entry id (vsr models list --catalog).", show_default=False
+        ),
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again even if the file is cached.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, _MODELS_JSON] = False,
+    debug: Annotated[bool, _MODELS_DEBUG] = False,
+) -> None:
+    """Download weights from their official URL into the cache, resumable and verified."""
+    _setup_logging(quiet=quiet, debug=debug)
+
+    def job() -> None:
+        from vsr.models import manage
+
+        result = manage.pull(entry_id, force=force, progress=not quiet)
+        if as_json:
+            print(json.dumps(result.to_dict(), indent=2))
+            return
+        if not quiet:
+            print(manage.pull_summary(result), file=sys.stderr)
+        print(result.path)
+
+    _guard(job, debug=debug)
+
+
+@models_app.command("import")
+def models_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb).", show_default=False
+        ),
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name in the cache [default: the file's stem].")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("-m", "--model", help="Model name [default: found from the weights]."),
+    ] = None,
+    scale: Annotated[
+        int | None,
+        typer.Option("-x", "-s", "--scale", help="Upscaling factor [default: from the weights]."),
+    ] = None,
+    licence: Annotated[
+        str | None, typer.Option("--licence", help="Licence of the weights [default: unknown].")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace weights imported under the same name.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
+    as_json: Annotated[bool, _MODELS_JSON] = False,
+    debug: Annotated[bool, _MODELS_DEBUG] = False,
+) -> None:
+    """Convert a weights file to safetensors with a model card in the cache."""
+    _setup_logging(quiet=quiet, debug=debug)
+
+    def job() -> None:
+        from vsr.models import manage
+
+        result = manage.import_weights(
+            file, name=name, model=model, scale=scale, licence=licence, overwrite=overwrite
+        )
+        if as_json:
+            print(json.dumps(result.to_dict(), indent=2))
+            return
+        if not quiet:
+            print(result.summary(), file=sys.stderr)
+        print(result.path)
 
     _guard(job, debug=debug)
 

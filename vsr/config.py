@@ -20,6 +20,10 @@ class RunConfig:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int | None = None  # None: the backend's default (1 on CPU, 8 on GPU)
+    backend: str = "torch"  # or "opencv": cv2.dnn_superres on a .pb, the reference
+    tile: int = 0  # core tile size in LR pixels; 0: whole frames
+    tile_overlap: int | None = None  # LR pixels of context per tile side; None: 16
+    self_ensemble: bool = False  # x8 geometric self-ensemble
     codec: str = "libx264"
     crf: int | None = None
     preset: str | None = None
@@ -81,4 +85,33 @@ def make_config(flags: dict[str, Any], config_file: Path | None = None) -> RunCo
         raise UsageError(f"batch size must be at least 1, got {cfg.batch_size}")
     if cfg.crf is not None and not 0 <= cfg.crf <= 63:
         raise UsageError(f"crf must be between 0 and 63, got {cfg.crf}")
+    check_inference_options(
+        backend=cfg.backend,
+        tile=cfg.tile,
+        tile_overlap=cfg.tile_overlap,
+        self_ensemble=cfg.self_ensemble,
+    )
     return cfg
+
+
+BACKENDS = ("torch", "opencv")
+SMALLEST_TILE = 8  # what --tile accepts (out-of-memory recovery stops at 16)
+
+
+def check_inference_options(
+    *, backend: str, tile: int, tile_overlap: int | None, self_ensemble: bool
+) -> None:
+    """Raise UsageError for a bad backend, tile size or overlap, or options the
+    ``opencv`` backend does not have (tiles, self-ensemble)."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}", hint=f"use {' or '.join(BACKENDS)}")
+    if tile != 0 and tile < SMALLEST_TILE:
+        raise UsageError(
+            f"tile must be 0 (off) or at least {SMALLEST_TILE} pixels, got {tile}",
+            hint="--tile is the tile size in input (low-resolution) pixels",
+        )
+    if tile_overlap is not None and tile_overlap < 0:
+        raise UsageError(f"tile overlap must be at least 0, got {tile_overlap}")
+    if backend == "opencv" and (tile or self_ensemble):
+        flag = "--tile" if tile else "--self-ensemble"
+        raise UsageError(f"{flag} needs the torch backend", hint="drop it or use --backend torch")

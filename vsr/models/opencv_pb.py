@@ -1,4 +1,4 @@
-"""OpenCV dnn_superres ``.pb`` graphs (ESPCN, FSRCNN, FSRCNN-small) as torch state dicts.
+"""OpenCV dnn_superres ``.pb`` graphs (ESPCN, FSRCNN, FSRCNN-small, LapSRN) as state dicts.
 
 The files are TensorFlow ``GraphDef`` protobufs. They are read here with a small
 wire-format reader in pure Python rather than with ``cv2.dnn.readNetFromTensorflow``:
@@ -7,15 +7,16 @@ wire-format reader in pure Python rather than with ``cv2.dnn.readNetFromTensorfl
   OpenCV importer (whose behaviour changes between engines and versions) sits between the
   file and the tensors;
 - it sees the whole graph, not what an importer made of it, so every op can be checked:
-  the activations (ReLU, a PReLU written out as ``relu(x) + alpha * (x - |x|) * 0.5``, the
-  final tanh of ESPCN), the DepthToSpace block size and the final scalar bias of FSRCNN
-  are read from the graph, and anything else is refused instead of silently dropped;
+  the activations (ReLU, a PReLU written out as ``relu(x) + alpha * (x - |x|) * 0.5``, a
+  LeakyReLU written out as ``relu(x) - 0.2 * relu(-1 * x)``, the final tanh of ESPCN), the
+  DepthToSpace block size and the final scalar bias of FSRCNN are read from the graph, and
+  anything else is refused instead of silently dropped;
 - it needs neither TensorFlow nor the ``protobuf`` package. The reader is bounded: every
   length is checked against the buffer, varints are at most 10 bytes, the graph walk
   visits each node at most once, and the file size is capped.
 
-The graph is walked back from its single output to the placeholder and turned into a
-list of layers, then matched against the torch modules:
+ESPCN and FSRCNN graphs are chains: walked back from their single output to the
+placeholder, turned into a list of layers, then matched against the torch modules:
 
 - ESPCN: conv5x5+b, act, conv3x3+b, act, conv3x3+b, DepthToSpace(r) [, tanh]
   -> :class:`vsr.models.archs.espcn.ESPCN` (``conv1``/``conv2``/``conv3``);
@@ -23,7 +24,16 @@ list of layers, then matched against the torch modules:
   conv1x1+b, PReLU, conv1x1, DepthToSpace(r), scalar bias
   -> :class:`vsr.models.archs.fsrcnn.FSRCNN` with ``upsampler="subpixel"``.
 
-LapSRN graphs are recognised only to say so (vsr cannot run them yet).
+LapSRN graphs branch (a feature and an image branch per x2 level, and an output per
+level): they are matched node by node from the outputs back, each node's inputs checked
+against the pattern, -> :class:`vsr.models.archs.lapsrn.LapSRN`:
+
+- per level: LeakyReLU(conv3x3+b) with a scalar bias on the first conv (1->64), nine more
+  conv3x3 (64->64)+b, each with LeakyReLU; conv4x4 (64->4) + DepthToSpace(2) + LeakyReLU
+  (the residual); conv4x4 (1->4) + DepthToSpace(2) on the image; their sum, LeakyReLU;
+- the first level reads the input twice; level k's feature branch reads level k-1's
+  residual and its image branch level k-1's output; x4/x8 graphs also output the x2/x4
+  images (each output must be one of the levels' images; the deepest is the result).
 
 :func:`upsample_like_opencv` is the reference for comparisons: the pre- and
 post-processing of ``cv2.dnn_superres.DnnSuperResImpl.upsample`` with a torch module in
@@ -34,7 +44,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -586,8 +596,187 @@ def _fsrcnn(layers: list[_Layer]) -> tuple[dict[str, torch.Tensor], dict[str, st
     return state, meta, r
 
 
+# --------------------------------------------------------------------------------------
+# LapSRN: a graph with branches, matched node by node from the outputs back
+# --------------------------------------------------------------------------------------
+
+#: More x2 levels than any dnn_superres graph has (x8 is 3); bounds the walk.
+_MAX_LEVELS = 8
+
+
+@dataclass
+class _LapLevel:
+    """One x2 level, read backwards from its output node."""
+
+    out: _Node  # act(image branch + res): the image at this level
+    res: _Node  # act(DepthToSpace(conv(h))): the residual, next level's feature input
+    img_in: _Node  # the image this level upsamples
+    feat_in: _Node  # the single-channel map its feature branch starts from
+    branch: list[tuple[np.ndarray, np.ndarray]]  # (HWIO kernel, bias) in order
+    upsample: np.ndarray  # HWIO (k, k, F, 4)
+    image: np.ndarray  # HWIO (k, k, 1, 4)
+    slopes: list[float]
+
+
+class _LapSRNMatcher:
+    """Matches LapSRN's ops exactly: every input of every node on the way is accounted for,
+    so anything else in the graph makes the match fail."""
+
+    def __init__(self, graph: _Graph) -> None:
+        self.g = graph
+        self._levels: dict[str, _LapLevel] = {}  # by output node: each level is read once
+
+    def _inputs(self, node: _Node, op: str | tuple[str, ...], count: int) -> list[_Node]:
+        ops = (op,) if isinstance(op, str) else op
+        if node.op not in ops:
+            raise _GraphError(f"expected {' or '.join(ops)} at {node.name!r}, found {node.op}")
+        data = [i for i in node.inputs if i[:1] != "^"]
+        if len(data) != count:
+            raise _GraphError(f"{node.op} node {node.name!r} has {len(data)} inputs")
+        return [self.g.input(node, k) for k in range(count)]
+
+    def _split_const(self, node: _Node, op: str | tuple[str, ...]) -> tuple[np.ndarray, _Node]:
+        """(the constant, the other input) of a binary node with one Const input."""
+        a, b = self._inputs(node, op, 2)
+        if a.op == "Const" and b.op != "Const":
+            return _const(a), b
+        if b.op == "Const" and a.op != "Const":
+            return _const(b), a
+        raise _GraphError(f"{node.op} node {node.name!r} does not have one constant input")
+
+    def leaky(self, node: _Node) -> tuple[_Node, float]:
+        """``relu(x) - s * relu(-1 * x)`` -> (x, s)."""
+        relu, scaled = self._inputs(node, "Sub", 2)
+        (x,) = self._inputs(relu, "Relu", 1)
+        slope, relu_neg = self._split_const(scaled, "Mul")
+        (neg,) = self._inputs(relu_neg, "Relu", 1)
+        minus_one, x2 = self._split_const(neg, "Mul")
+        if x2 is not x or minus_one.size != 1 or float(minus_one.reshape(-1)[0]) != -1.0:
+            raise _GraphError(f"{node.name!r} is not relu(x) - s * relu(-x)")
+        if slope.size != 1:
+            raise _GraphError(f"LeakyReLU {node.name!r} has {slope.size} slopes")
+        return x, float(slope.reshape(-1)[0])
+
+    def conv(self, node: _Node) -> tuple[np.ndarray, _Node]:
+        """A SAME, stride-1 Conv2D -> (HWIO kernel, its data input)."""
+        x, w = self._inputs(node, "Conv2D", 2)
+        self.g._check_conv(node)
+        kernel = _const(w)
+        if kernel.ndim != 4:
+            raise _GraphError(f"Conv2D {node.name!r} has a {kernel.ndim}-d kernel")
+        return kernel, x
+
+    def d2s(self, node: _Node) -> _Node:
+        (x,) = self._inputs(node, "DepthToSpace", 1)
+        if _attr_str(node, "data_format", "NHWC") != "NHWC":
+            raise _GraphError(f"DepthToSpace {node.name!r} is not NHWC")
+        if _attr_int(node, "block_size") != 2:
+            raise _GraphError(f"DepthToSpace {node.name!r} is not x2")
+        return x
+
+    def level(self, out: _Node) -> _LapLevel:
+        total, s_out = self.leaky(out)
+        a, b = self._inputs(total, ("Add", "AddV2"), 2)
+        image_d2s, res = (a, b) if a.op == "DepthToSpace" else (b, a)
+        image, img_in = self.conv(self.d2s(image_d2s))
+        up_d2s, s_res = self.leaky(res)
+        upsample, h = self.conv(self.d2s(up_d2s))
+        slopes = [s_out, s_res]
+        branch: list[tuple[np.ndarray, np.ndarray]] = []
+        node = h
+        for _ in range(len(self.g.nodes)):
+            pre, slope = self.leaky(node)
+            bias, conv_node = self._split_const(pre, ("Add", "AddV2", "BiasAdd"))
+            kernel, node = self.conv(conv_node)
+            branch.append((kernel, bias.reshape(-1)))
+            slopes.append(slope)
+            if kernel.shape[2] == 1:  # the branch's first conv reads a single-channel map
+                break
+        else:
+            raise _GraphError(f"the feature branch before {h.name!r} does not end")
+        branch.reverse()
+        return _LapLevel(out, res, img_in, node, branch, upsample, image, slopes)
+
+    def levels(self, out: _Node) -> list[_LapLevel]:
+        """The levels leading to ``out``, first to last."""
+        found: list[_LapLevel] = []
+        node = out
+        while node.op != "Placeholder":
+            if len(found) == _MAX_LEVELS:
+                raise _GraphError(f"more than {_MAX_LEVELS} levels")
+            if node.name not in self._levels:
+                self._levels[node.name] = self.level(node)
+            level = self._levels[node.name]
+            found.append(level)
+            node = level.img_in
+        found.reverse()
+        if not found:
+            raise _GraphError("the output is the input")
+        for k, level in enumerate(found):
+            expected = node if k == 0 else found[k - 1].res  # node: the placeholder
+            if level.feat_in is not expected:
+                what = "the input" if k == 0 else f"level {k}'s residual"
+                raise _GraphError(f"level {k + 1}'s feature branch does not start from {what}")
+        return found
+
+
+def _lapsrn(graph: _Graph) -> tuple[dict[str, torch.Tensor], dict[str, str], int]:
+    """LapSRN_x{2,4,8}: one or more outputs (the x2, x4, ... images), each an NHWC->NCHW
+    Transpose; the deepest is the result and the others must be its intermediate levels."""
+    matcher = _LapSRNMatcher(graph)
+    chains: list[list[_LapLevel]] = []
+    for output in graph.outputs:
+        x, perm = matcher._inputs(output, "Transpose", 2)
+        if tuple(int(p) for p in _const(perm).reshape(-1)) != _NHWC_TO_NCHW:
+            raise _GraphError(f"output {output.name!r} is not an NHWC->NCHW transpose")
+        chains.append(matcher.levels(x))
+    if not chains:
+        raise _GraphError("no output")
+    levels = max(chains, key=len)
+    outs = [level.out for level in levels]
+    for chain in chains:
+        if not any(chain[-1].out is o for o in outs):
+            raise _GraphError(f"an output is not one of the {len(levels)} levels' images")
+
+    first = levels[0].branch[0][0]
+    features, kernel = int(first.shape[3]), int(first.shape[0])
+    depth = len(levels[0].branch)
+    up = int(levels[0].upsample.shape[0])
+    slopes = {s for level in levels for s in level.slopes}
+    if len(slopes) != 1:
+        raise _GraphError(f"the LeakyReLU slopes differ: {sorted(slopes)}")
+    state: dict[str, torch.Tensor] = {}
+    for lv, level in enumerate(levels):
+        p = f"levels.{lv}."
+        if len(level.branch) != depth:
+            raise _GraphError(f"level {lv + 1} has {len(level.branch)} convolutions, not {depth}")
+        for i, (w, b) in enumerate(level.branch):
+            cin = 1 if i == 0 else features
+            if w.shape != (kernel, kernel, cin, features):
+                raise _GraphError(f"level {lv + 1} conv {i + 1} has a kernel {w.shape}")
+            if b.size not in (1, features):  # the first conv's bias is one scalar
+                raise _GraphError(f"level {lv + 1} conv {i + 1} has {b.size} biases")
+            state[f"{p}branch.{i}.weight"] = _oihw(w)
+            state[f"{p}branch.{i}.bias"] = _vec(np.broadcast_to(b, (features,)))
+        if level.upsample.shape != (up, up, features, 4):
+            raise _GraphError(f"level {lv + 1}'s upsampling conv is {level.upsample.shape}")
+        if level.image.shape != (up, up, 1, 4):
+            raise _GraphError(f"level {lv + 1}'s image conv is {level.image.shape}")
+        order = _shuffle_order(1, 2)
+        state[f"{p}upsample.weight"] = _oihw(level.upsample[..., order])
+        state[f"{p}image.weight"] = _oihw(level.image[..., order])
+    meta = {"variant": "LapSRN", "negative_slope": f"{slopes.pop():.7g}"}
+    return state, meta, 1 << len(levels)
+
+
 _FAMILY_NAMES = {"espcn": "ESPCN", "fsrcnn": "FSRCNN", "lapsrn": "LapSRN"}
-_READERS = {"espcn": _espcn, "fsrcnn": _fsrcnn}
+_Reader = Callable[[_Graph], tuple[dict[str, torch.Tensor], dict[str, str], int]]
+_READERS: dict[str, _Reader] = {
+    "espcn": lambda graph: _espcn(graph.layers()),
+    "fsrcnn": lambda graph: _fsrcnn(graph.layers()),
+    "lapsrn": _lapsrn,
+}
+_HINT = "vsr reads the ESPCN, FSRCNN, FSRCNN-small and LapSRN graphs of OpenCV dnn_superres"
 
 
 def read_pb(
@@ -596,12 +785,13 @@ def read_pb(
     """Read an OpenCV dnn_superres graph as a state dict for ``arch`` at ``scale``.
 
     Returns ``(state_dict, metadata)``: the state dict loads with ``strict=True`` into
-    ``ESPCN`` (arch ``espcn``) or ``FSRCNN(upsampler="subpixel")`` (arch ``fsrcnn``);
-    the metadata holds ``arch``, ``scale``, ``variant`` and, for ESPCN, ``act`` and
-    ``out_act``. The file is only parsed, never executed.
+    ``ESPCN`` (arch ``espcn``), ``FSRCNN(upsampler="subpixel")`` (arch ``fsrcnn``) or
+    ``LapSRN`` (arch ``lapsrn``); the metadata holds ``arch``, ``scale``, ``variant`` and,
+    for ESPCN, ``act`` and ``out_act``, for LapSRN ``negative_slope``. The file is only
+    parsed, never executed.
 
     Raises WeightsError when the file is not a readable GraphDef, holds another family
-    than ``arch`` (LapSRN included) or another scale than ``scale``, or holds an op or a
+    than ``arch`` or another scale than ``scale``, or holds an op or a
     structure the torch module cannot reproduce.
     """
     path = Path(path)
@@ -609,7 +799,7 @@ def read_pb(
     if arch not in _READERS:
         raise WeightsError(
             f"vsr reads {supported} from OpenCV .pb files, not {arch}",
-            hint="use -m espcn or -m fsrcnn, or .safetensors weights",
+            hint="use -m espcn, -m fsrcnn or -m lapsrn, or .safetensors weights",
         )
     try:
         size = path.stat().st_size
@@ -619,33 +809,27 @@ def read_pb(
     except (_GraphError, OSError) as exc:
         raise WeightsError(
             f"{path.name} is not a readable TensorFlow graph: {exc}",
-            hint="pass an OpenCV dnn_superres ESPCN/FSRCNN .pb file",
+            hint="pass an OpenCV dnn_superres ESPCN/FSRCNN/LapSRN .pb file",
         ) from None
 
     family = graph.family()
-    if family == "lapsrn":
-        levels = graph.count["DepthToSpace"] // 2
-        raise WeightsError(
-            f"{path.name} is an OpenCV LapSRN x{2**levels} graph, not {_FAMILY_NAMES[arch]}",
-            hint="vsr cannot run LapSRN yet; use an ESPCN or FSRCNN .pb file",
-        )
     if graph.unknown_ops:
         ops = ", ".join(graph.unknown_ops)
         raise WeightsError(
             f"{path.name} uses TensorFlow ops vsr cannot reproduce: {ops}",
-            hint="vsr reads the ESPCN, FSRCNN and FSRCNN-small graphs of OpenCV dnn_superres",
+            hint=_HINT,
         )
     if family not in _READERS:
         raise WeightsError(
-            f"{path.name} is not an ESPCN or FSRCNN graph",
-            hint="vsr reads the ESPCN, FSRCNN and FSRCNN-small graphs of OpenCV dnn_superres",
+            f"{path.name} is not an ESPCN, FSRCNN or LapSRN graph",
+            hint=_HINT,
         )
     try:
-        state, meta, found = _READERS[family](graph.layers())
+        state, meta, found = _READERS[family](graph)
     except _GraphError as exc:
         raise WeightsError(
             f"{path.name} does not match the {_FAMILY_NAMES[family]} layout: {exc}",
-            hint="vsr reads the ESPCN, FSRCNN and FSRCNN-small graphs of OpenCV dnn_superres",
+            hint=_HINT,
         ) from None
     if family != arch:
         raise WeightsError(

@@ -7,14 +7,26 @@ safetensors files in ``vsr/weights`` named ``<model>_x<scale>.safetensors``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from vsr.errors import UnknownModelError, UsageError, WeightsError
-from vsr.models.archs import espcn, fsrcnn, interpolate
-from vsr.models.spec import ModelSpec
+from vsr.errors import UnknownModelError, UsageError, VsrError, WeightsError
+from vsr.models.archs import (
+    edsr,
+    espcn,
+    fsrcnn,
+    interpolate,
+    lapsrn,
+    rrdbnet,
+    spandrel_arch,
+    srcnn,
+    srvgg,
+    vdsr,
+)
+from vsr.models.spec import Detected, ModelSpec
 
 _SPECS: tuple[ModelSpec, ...] = (
     interpolate.NEAREST,
@@ -23,6 +35,13 @@ _SPECS: tuple[ModelSpec, ...] = (
     interpolate.LANCZOS,
     fsrcnn.SPEC,
     espcn.SPEC,
+    srcnn.SPEC,
+    vdsr.SPEC,
+    lapsrn.SPEC,
+    edsr.SPEC,
+    rrdbnet.SPEC,
+    srvgg.SPEC,
+    spandrel_arch.SPEC,  # "auto": the specs' detect() in this order, then spandrel
 )
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
 
@@ -86,22 +105,78 @@ def load_model(name: str, scale: int, *, weights: Path | None = None) -> LoadedM
         path = Path(weights)
         source = str(path)
     state, meta = wio.read_weights(path, arch=spec.arch, scale=scale)
+    if spec is spandrel_arch.SPEC:
+        found = _recognise(path.name, state, meta)
+        if found is None:  # not one of ours: spandrel (imported only now)
+            module, spec = spandrel_arch.load(state, name=path.name, scale=scale)
+            return LoadedModel(module, spec, scale, source)
+        spec, state, meta = found
+    else:
+        state, meta = _native_layout(spec, path.name, state, meta)
     if meta.get("arch", spec.arch) != spec.arch:
         raise WeightsError(
             f"{path.name} holds {meta['arch']} weights, not {spec.arch}",
             hint=f"use -m {meta['arch']}",
         )
-    if "scale" in meta and int(meta["scale"]) != scale:
+    if meta.get("scale", "any") != "any" and int(meta["scale"]) != scale:  # "any": VDSR
         raise WeightsError(
             f"{path.name} is for x{meta['scale']}, not x{scale}", hint=f"use -x {meta['scale']}"
         )
-    module = spec.build(scale, state, meta)
     try:
+        module = spec.build(scale, state, meta)
         module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+    except VsrError:
+        raise
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        # load_state_dict's first line only names the class; the next one says what misfits
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [repr(exc)]
+        first = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s)") else lines[0]
+        if isinstance(exc, KeyError):  # build() looked for a tensor the file lacks
+            first = f"no tensor {exc.args[0]!r}"
         raise WeightsError(f"{path.name} does not fit {spec.name} x{scale}: {first}") from None
+    multiple = getattr(module, "size_multiple", spec.size_multiple)
+    if isinstance(multiple, int) and multiple != spec.size_multiple:
+        spec = replace(spec, size_multiple=multiple)  # e.g. Real-ESRGAN x2's pixel-unshuffle
     return LoadedModel(module.eval(), spec, scale, source)
+
+
+def _with_detected(meta: dict[str, str], found: Detected) -> dict[str, str]:
+    merged = {**meta, **found.meta}
+    if found.scale is not None:
+        merged["scale"] = str(found.scale)
+    return merged
+
+
+def _native_layout(
+    spec: ModelSpec, name: str, state: dict[str, torch.Tensor], meta: dict[str, str]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A foreign state dict (no ``arch`` metadata) through ``spec.detect`` into vsr's layout."""
+    if "arch" in meta or spec.detect is None:
+        return state, meta
+    found = spec.detect(state)
+    if found is None:
+        raise WeightsError(
+            f"{name} does not hold {spec.name} weights in any key layout vsr knows",
+            hint="check -m, or try -m auto, which also knows spandrel's architectures",
+        )
+    return found.state, _with_detected(meta, found)
+
+
+def _recognise(
+    name: str, state: dict[str, torch.Tensor], meta: dict[str, str]
+) -> tuple[ModelSpec, dict[str, torch.Tensor], dict[str, str]] | None:
+    """For ``-m auto``: the spec named by vsr's own metadata, else the first spec whose
+    ``detect`` accepts the tensors; None when none does."""
+    if "arch" in meta:
+        for spec in _SPECS:
+            if spec.arch == meta["arch"] and spec is not spandrel_arch.SPEC:
+                return spec, state, meta
+        raise WeightsError(f"{name} holds {meta['arch']} weights, which this vsr does not know")
+    for spec in _SPECS:
+        found = spec.detect(state) if spec.detect is not None else None
+        if found is not None:
+            return spec, found.state, _with_detected(meta, found)
+    return None
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+
 @dataclass(frozen=True)
 class Detected:
     """What an architecture's ``detect`` made of a foreign state dict.

@@ -14,17 +14,21 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vsr.backends.torch_backend import TorchBackend
 from vsr.config import RunConfig
 from vsr.errors import InputNotFoundError, MediaError, OutputExistsError, UsageError
-from vsr.media.frame import Frame
+from vsr.media.frame import ColorInfo, Frame
 from vsr.media.probe import MediaInfo, probe
 from vsr.media.reader import Reader
 from vsr.media.writer import Writer, check_encoder
 from vsr.models.registry import LoadedModel, load_model
 from vsr.pipeline.channel import Channel
 from vsr.pipeline.runner import Runner
+
+if TYPE_CHECKING:
+    from vsr.backends.opencv_backend import OpenCVBackend
 
 log = logging.getLogger("vsr")
 
@@ -125,7 +129,7 @@ class Job:
     out_path: Path
     info: MediaInfo
     model: LoadedModel
-    backend: TorchBackend
+    backend: TorchBackend | OpenCVBackend
     out_size: tuple[int, int]
 
     @property
@@ -143,12 +147,56 @@ def prepare(cfg: RunConfig) -> Job:
     check_encoder(cfg.codec)
     info = probe(cfg.input)
     video = info.video
+    if cfg.backend == "opencv":
+        check_opencv_options(cfg, bit_depth=video.bit_depth)
     model = load_model(cfg.model, cfg.scale, weights=cfg.weights)
-    backend = TorchBackend(model, device=cfg.device, precision=cfg.precision, color=video.color)
+    backend = make_backend(cfg, model, video.color, bit_depth=video.bit_depth)
     out_size = Writer.output_size(
         video.width * cfg.scale, video.height * cfg.scale, cfg.pix_fmt or video.pix_fmt
     )
     return Job(cfg, out_path, info, model, backend, out_size)
+
+
+def check_opencv_options(cfg: RunConfig, *, bit_depth: int) -> None:
+    """Raise UsageError for what the opencv backend cannot do (before loading anything)."""
+    if cfg.weights is None:
+        raise UsageError(
+            "the opencv backend needs --weights FILE.pb", hint="or use --backend torch"
+        )
+    if cfg.device not in ("auto", "cpu") or cfg.precision not in ("auto", "fp32"):
+        raise UsageError(
+            "the opencv backend runs in fp32 on the CPU",
+            hint="drop --device/--precision or use --backend torch",
+        )
+    if bit_depth > 8:
+        raise UsageError(
+            f"the opencv backend takes 8-bit video, this is {bit_depth}-bit",
+            hint="use --backend torch",
+        )
+
+
+def make_backend(
+    cfg: RunConfig, model: LoadedModel, color: ColorInfo, *, bit_depth: int = 8
+) -> TorchBackend | OpenCVBackend:
+    """The backend ``cfg.backend`` names, for a stream with ``color`` and ``bit_depth``.
+
+    Raises UsageError (options the backend lacks), DeviceError, WeightsError.
+    """
+    if cfg.backend == "opencv":
+        check_opencv_options(cfg, bit_depth=bit_depth)
+        assert cfg.weights is not None
+        from vsr.backends.opencv_backend import OpenCVBackend
+
+        return OpenCVBackend(model, weights=cfg.weights, color=color)
+    return TorchBackend(
+        model,
+        device=cfg.device,
+        precision=cfg.precision,
+        color=color,
+        tile=cfg.tile,
+        tile_overlap=cfg.tile_overlap,
+        self_ensemble=cfg.self_ensemble,
+    )
 
 
 def run(
