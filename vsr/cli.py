@@ -112,7 +112,7 @@ def run(
         int | None, typer.Option("-x", "-s", "--scale", help="Upscaling factor [default: 3].")
     ] = None,
     weights: Annotated[
-        Path | None, typer.Option("--weights", help="Weights file (.safetensors, OpenCV .pb).")
+        Path | None, typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb).")
     ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps [default: auto].")
@@ -269,7 +269,7 @@ def image(
     model: Annotated[str, typer.Option("-m", "--model", help="Model name.")] = "espcn",
     scale: Annotated[int, typer.Option("-x", "-s", "--scale", help="Upscaling factor.")] = 3,
     weights: Annotated[
-        Path | None, typer.Option("--weights", help="Weights file (.safetensors, OpenCV .pb).")
+        Path | None, typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb).")
     ] = None,
     device: Annotated[
         str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
