@@ -475,3 +475,43 @@ def test_other_mismatches_are_weights_errors(tmp_path: Path) -> None:
         edsr.build(2, dict(tiny("srcnn", 2).state_dict()), {})
     with pytest.raises(UsageError, match="x3"):
         load_model("lapsrn", 3)
+
+
+def test_vsr_run_with_an_edsr_pytorch_pt_file(tmp_path: Path, clip_mp4: Path) -> None:
+    """A state dict in EDSR-PyTorch's official layout, saved with torch.save as the
+    official repository does, runs end to end with ``vsr run -m edsr --weights F.pt``."""
+    import json
+    import subprocess
+    import sys
+
+    from vsr.media.probe import probe
+
+    module = tiny("edsr", 2)
+    pt = tmp_path / "edsr_tiny_x2.pt"
+    torch.save(module.state_dict(), pt)
+    out = tmp_path / "edsr.mp4"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vsr",
+            "run",
+            str(clip_mp4),
+            "-o",
+            str(out),
+            "-m",
+            "edsr",
+            "-x",
+            "2",
+            "--weights",
+            str(pt),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["frames_out"] == probe(clip_mp4).video.frame_count
+    assert probe(out).video.width == probe(clip_mp4).video.width * 2

@@ -584,3 +584,37 @@ def test_vsr_run_with_pb_weights(tmp_path: Path, clip_mp4: Path, arch: str, scal
     src = probe(clip_mp4).video
     assert report["frames_out"] == src.frame_count
     assert probe(out).video.width == src.width * scale
+
+
+ALL_TWELVE = [*REAL, *[(f"LapSRN_x{s}.pb", "lapsrn", s) for s in (2, 4, 8)]]
+
+
+@needs_data
+@pytest.mark.parametrize(("name", "arch", "scale"), ALL_TWELVE, ids=[r[0] for r in ALL_TWELVE])
+def test_vsr_run_with_each_opencv_file(
+    tmp_path: Path, media_dir: Path, name: str, arch: str, scale: int
+) -> None:
+    """Every one of the twelve OpenCV files runs through the whole pipeline."""
+    from vsr.config import RunConfig
+    from vsr.media.probe import probe
+    from vsr.media.sample import make_sample_clip
+    from vsr.pipeline.engine import run
+
+    clip = media_dir / "pb_sample.mp4"
+    if not clip.exists():
+        make_sample_clip(clip, width=64, height=48, frames=6)
+    out = tmp_path / "out.mp4"
+    report = run(
+        RunConfig(
+            input=clip,
+            output=out,
+            model=arch,
+            scale=scale,
+            weights=PB_DIR / name,
+            quiet=True,
+            preset="ultrafast",
+        )
+    )
+    info = probe(out)
+    assert report.frames_out == probe(clip).video.frame_count == 6
+    assert (info.video.width, info.video.height) == (64 * scale, 48 * scale)
