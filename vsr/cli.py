@@ -112,7 +112,8 @@ def run(
         int | None, typer.Option("-x", "-s", "--scale", help="Upscaling factor [default: 3].")
     ] = None,
     weights: Annotated[
-        Path | None, typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb).")
+        Path | None,
+        typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb)."),
     ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps [default: auto].")
@@ -145,7 +146,10 @@ def run(
     crf: Annotated[
         int | None, typer.Option("--crf", help="Constant rate factor (quality).")
     ] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="Encoder preset.")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", help="Encoder preset [default: veryfast for libx264/libx265]."),
+    ] = None,
     pix_fmt: Annotated[
         str | None, typer.Option("--pix-fmt", help="Output pixel format [default: the input's].")
     ] = None,
@@ -269,7 +273,8 @@ def image(
     model: Annotated[str, typer.Option("-m", "--model", help="Model name.")] = "espcn",
     scale: Annotated[int, typer.Option("-x", "-s", "--scale", help="Upscaling factor.")] = 3,
     weights: Annotated[
-        Path | None, typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb).")
+        Path | None,
+        typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb)."),
     ] = None,
     device: Annotated[
         str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")

@@ -152,6 +152,11 @@ def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[st
             opts["crf"] = str(crf)
         if preset is not None:
             opts["preset"] = preset
+        if codec in ("libx264", "libx265"):
+            # veryfast: on a 2-core CPU the medium preset costs more than the model itself
+            # (ESPCN x3, 320x240 -> 960x720: 11.6 fps end to end at medium, 19-20 fps at
+            # veryfast; see BENCHMARKS.md). --preset medium/slow for smaller files.
+            opts.setdefault("preset", "veryfast")
         if codec == "libx265":
             opts["x265-params"] = "log-level=error"
         if codec == "libsvtav1":
