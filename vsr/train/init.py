@@ -12,14 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def _matlab_cubic(x: float) -> float:
-    ax = abs(x)
-    if ax <= 1:
-        return 1.5 * ax**3 - 2.5 * ax**2 + 1
-    if ax < 2:
-        return -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2
-    return 0.0
+from vsr.models.archs.interpolate import cubic
 
 
 def polyphase_bicubic(scale: int, size: int = 5) -> torch.Tensor:
@@ -29,7 +22,7 @@ def polyphase_bicubic(scale: int, size: int = 5) -> torch.Tensor:
     for p in range(scale):
         offset = (p + 0.5) / scale - 0.5
         for k in range(size):
-            taps[p, k] = _matlab_cubic(offset - (k - c))
+            taps[p, k] = cubic(offset - (k - c), -0.5)
         taps[p] /= taps[p].sum()
     return taps
 
@@ -88,7 +81,7 @@ def bicubic_init_fsrcnn(module: nn.Module, scale: int, *, damp: float = 0.01) ->
     k = tail.kernel_size[0]
     pad = tail.padding[0]
     taps = torch.tensor(
-        [_matlab_cubic((i - pad + 0.5) / scale - 0.5) for i in range(k)], dtype=torch.float64
+        [cubic((i - pad + 0.5) / scale - 0.5, -0.5) for i in range(k)], dtype=torch.float64
     )
     for q in range(scale):  # normalise each output phase
         idx = [i for i in range(k) if (i - pad - q) % scale == 0]

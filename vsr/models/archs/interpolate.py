@@ -29,7 +29,8 @@ def _lanczos(x: float, a: int = 3) -> float:
     return a * math.sin(px) * math.sin(px / a) / (px * px)
 
 
-def _cubic(x: float, a: float = -0.75) -> float:
+def cubic(x: float, a: float = -0.75) -> float:
+    """Keys' cubic kernel: a = -0.75 as OpenCV/torch, a = -0.5 as MATLAB ``imresize``."""
     x = abs(x)
     if x <= 1:
         return (a + 2) * x**3 - (a + 3) * x**2 + 1
@@ -41,7 +42,7 @@ def _cubic(x: float, a: float = -0.75) -> float:
 def polyphase_taps(scale: int, kernel: str) -> tuple[torch.Tensor, int]:
     """Filter taps (scale, taps) for each output phase, and the left padding they need."""
     support = {"cubic": 2, "lanczos": 3}[kernel]
-    fn = _cubic if kernel == "cubic" else _lanczos
+    fn = cubic if kernel == "cubic" else _lanczos
     taps = 2 * support
     rows = []
     for p in range(scale):

@@ -29,20 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr.errors import WeightsError
+from vsr.models.archs import interpolate
 from vsr.models.archs.interpolate import PolyphaseResize, polyphase_taps
 from vsr.models.spec import Detected, ModelSpec
 
 #: The cubic kernel's ``a`` by name: MATLAB ``imresize`` and OpenCV ``INTER_CUBIC``.
 CUBIC_A = {"matlab": -0.5, "opencv": -0.75}
-
-
-def _cubic(x: float, a: float) -> float:
-    x = abs(x)
-    if x <= 1:
-        return (a + 2) * x**3 - (a + 3) * x**2 + 1
-    if x < 2:
-        return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
-    return 0.0
 
 
 class CubicUpsample(PolyphaseResize):
@@ -63,7 +55,7 @@ class CubicUpsample(PolyphaseResize):
         for p in range(scale):
             offset = (p + 0.5) / scale - 0.5
             base = math.floor(offset) - 1  # first of the 4 taps, relative to input pixel i
-            weights = [_cubic(offset - (base + k), a) for k in range(4)]
+            weights = [interpolate.cubic(offset - (base + k), a) for k in range(4)]
             total = sum(weights)
             for k, w in enumerate(weights):
                 taps[p, base + pad + k] = w / total
