@@ -63,6 +63,7 @@ class TorchBackend:
         precision: str = "auto",
         color: ColorInfo | None = None,
         threads: int | None = None,
+        channels_last: bool = True,
         tile: int = 0,
         tile_overlap: int | None = None,
         tile_batch: int | None = None,
@@ -85,7 +86,8 @@ class TorchBackend:
         # channels_last: about twice as fast for these convolutions on CPU (oneDNN) and
         # the layout tensor cores want on CUDA.
         self.module = model.module.to(self.device, self.dtype).eval()
-        self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.module = self.module.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.chroma_resize = PolyphaseResize(self.scale, "cubic").to(self.device, self.dtype)
         self._pin = self.device.type == "cuda"
         if tile < 0 or (tile_overlap is not None and tile_overlap < 0):
@@ -142,7 +144,7 @@ class TorchBackend:
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         x, h, w = self._pad(x)
-        y = self.module(x.contiguous(memory_format=torch.channels_last))
+        y = self.module(x.contiguous(memory_format=self.memory_format))
         return y[..., : h * self.scale, : w * self.scale]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
