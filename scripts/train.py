@@ -1,14 +1,18 @@
-"""Thin wrapper: python scripts/train.py configs/train/NAME.toml [--resume] [--export PATH]."""
+"""Thin wrapper: python scripts/train.py configs/train/NAME.toml [--resume] [--export PATH].
+
+The same function as ``vsr train --config ...`` (``vsr.train.loop.train_from_file``); kept for
+``scripts/train_shipped.sh``. Errors: one line on stderr, exit 2 for a bad config.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-from vsr.train.loop import TrainConfig, train
-
-ROOT = Path(__file__).resolve().parents[1]
+from vsr.errors import VsrError
+from vsr.train.loop import format_results, train_from_file
 
 
 def main() -> None:
@@ -19,30 +23,26 @@ def main() -> None:
     ap.add_argument("--export", type=Path, default=None, help="write best weights here")
     ap.add_argument("--iterations", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = TrainConfig.from_toml(args.config, iterations=args.iterations, threads=args.threads)
-    out = args.out or ROOT / "runs" / args.config.stem
-    recipe = (
-        str(args.config.resolve().relative_to(ROOT))
-        if args.config.resolve().is_relative_to(ROOT)
-        else str(args.config)
-    )
-    report = train(
-        cfg,
-        out_dir=out,
-        root=ROOT,
-        resume=args.resume,
-        export=args.export,
-        recipe=recipe,
-        progress=not args.no_progress,
-    )
-    for name, r in report["results"].items():
-        print(
-            f"{name}: {r['psnr']:.2f} dB / {r['ssim']:.4f} (bicubic {r['bicubic_psnr']:.2f} dB, "
-            f"gain {r['gain_db']:+.2f} dB)"
+    try:
+        report = train_from_file(
+            args.config,
+            resume=args.resume,
+            out=args.out,
+            export=args.export,
+            iterations=args.iterations,
+            threads=args.threads,
+            device=args.device,
+            progress=not args.no_progress,
         )
+    except VsrError as exc:
+        print(f"train.py: error: {exc.one_line()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    for line in format_results(report):
+        print(line)
 
 
 if __name__ == "__main__":

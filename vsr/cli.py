@@ -83,11 +83,11 @@ def _guard(fn: Callable[[], None], *, debug: bool) -> None:
 # Options shared by ``run`` and ``image``.
 _TILE = typer.Option(
     "--tile",
-    help="Upscale in tiles of this many input pixels (0: whole frames) [default: 0].",
+    help="Upscale in tiles of this many input pixels (0: whole frames) (default: 0).",
 )
 _TILE_OVERLAP = typer.Option(
     "--tile-overlap",
-    help="Input pixels of context around each tile, cropped after upscaling [default: 16].",
+    help="Input pixels of context around each tile, cropped after upscaling (default: 16).",
 )
 _SELF_ENSEMBLE = typer.Option(
     "--self-ensemble", help="Average the x8 geometric self-ensemble (8x slower)."
@@ -102,56 +102,56 @@ def run(
         typer.Option(
             "-o",
             "--output",
-            help="Output file [default: <input folder>/<stem>_<model>_x<scale>.<ext>].",
+            help="Output file (default: <input folder>/<stem>_<model>_x<scale>.<ext>).",
         ),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("-m", "--model", help="Model name [default: espcn].")
+        str | None, typer.Option("-m", "--model", help="Model name (default: espcn).")
     ] = None,
     scale: Annotated[
-        int | None, typer.Option("-x", "-s", "--scale", help="Upscaling factor [default: 3].")
+        int | None, typer.Option("-x", "-s", "--scale", help="Upscaling factor (default: 3).")
     ] = None,
     weights: Annotated[
         Path | None,
         typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb)."),
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps [default: auto].")
+        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto).")
     ] = None,
     precision: Annotated[
         str | None,
         typer.Option(
             "--precision",
-            help="auto, fp32, fp16 or bf16 [default: auto: fp16 on CUDA, fp32 on CPU].",
+            help="auto, fp32, fp16 or bf16 (default: auto: fp16 on CUDA, fp32 on CPU).",
         ),
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option("--batch-size", help="Frames per model batch [default: 1 on CPU, 8 on GPU]."),
+        typer.Option("--batch-size", help="Frames per model batch (default: 1 on CPU, 8 on GPU)."),
     ] = None,
     backend: Annotated[
         str | None,
         typer.Option(
             "--backend",
             help="torch, or opencv: cv2.dnn_superres on a .pb file (the reference) "
-            "[default: torch].",
+            "(default: torch).",
         ),
     ] = None,
     tile: Annotated[int | None, _TILE] = None,
     tile_overlap: Annotated[int | None, _TILE_OVERLAP] = None,
     self_ensemble: Annotated[bool, _SELF_ENSEMBLE] = False,
     codec: Annotated[
-        str | None, typer.Option("--codec", help="Video encoder [default: libx264].")
+        str | None, typer.Option("--codec", help="Video encoder (default: libx264).")
     ] = None,
     crf: Annotated[
         int | None, typer.Option("--crf", help="Constant rate factor (quality).")
     ] = None,
     preset: Annotated[
         str | None,
-        typer.Option("--preset", help="Encoder preset [default: veryfast for libx264/libx265]."),
+        typer.Option("--preset", help="Encoder preset (default: veryfast for libx264/libx265)."),
     ] = None,
     pix_fmt: Annotated[
-        str | None, typer.Option("--pix-fmt", help="Output pixel format [default: the input's].")
+        str | None, typer.Option("--pix-fmt", help="Output pixel format (default: the input's).")
     ] = None,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio.")] = False,
     overwrite: Annotated[
@@ -343,6 +343,235 @@ def image(
     _guard(job, debug=debug)
 
 
+@app.command("eval")
+def eval_command(
+    datasets: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="DATASET_DIR",
+            help="Folders of HR test images (e.g. Set5, Set14).",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[str, typer.Option("-m", "--model", help="Model name.")] = "espcn",
+    scale: Annotated[int, typer.Option("-x", "-s", "--scale", help="Upscaling factor.")] = 3,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb)."),
+    ] = None,
+    self_ensemble: Annotated[bool, _SELF_ENSEMBLE] = False,
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option("--precision", help="fp32, fp16, bf16 or auto.")
+    ] = "fp32",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON on stdout.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """PSNR/SSIM on Y of a model and of bicubic, per image and mean, with the protocol
+    of the SR literature (MATLAB bicubic LR, BT.601 Y, border = scale)."""
+    _setup_logging(quiet=quiet, debug=debug)
+
+    def job() -> None:
+        from tqdm import tqdm
+
+        from vsr.evaluate import EvalConfig, execute_eval, prepare_eval
+
+        cfg = EvalConfig(
+            datasets=tuple(datasets),
+            model=model,
+            scale=scale,
+            weights=weights,
+            device=device,
+            precision=precision,
+            self_ensemble=self_ensemble,
+        )
+        prepared = prepare_eval(cfg)  # errors print without a bar
+        with tqdm(
+            total=prepared.total_images,
+            unit="image",
+            disable=quiet or as_json,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        ) as bar:
+            report = execute_eval(prepared, progress=bar.update)
+        print(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+
+    _guard(job, debug=debug)
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            help="Training recipe (TOML), e.g. configs/train/espcn_x3.toml.",
+            show_default=False,
+        ),
+    ],
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the run folder's checkpoint.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run folder (default: <project>/runs/<config stem>)."),
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", help="Write the best weights (safetensors + model card) here."),
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", help="Override the recipe's iterations.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads (default: the recipe's, or all).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the final report as JSON on stdout.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Train a model from HR image folders; checkpoints resume exactly (logic in vsr.train)."""
+    _setup_logging(quiet=quiet, debug=debug)
+    if not quiet and not debug:
+        log.setLevel(logging.INFO)  # "resumed ... at step N"
+
+    def job() -> None:
+        from vsr.train.loop import format_results, train_from_file
+
+        report = train_from_file(
+            config,
+            resume=resume,
+            out=out,
+            export=export,
+            iterations=iterations,
+            threads=threads,
+            device=device,
+            progress=not quiet,
+        )
+        if as_json:
+            print(json.dumps(report, indent=2))
+        elif not quiet:
+            for line in format_results(report):
+                print(line)
+
+    _guard(job, debug=debug)
+
+
+@app.command()
+def compare(
+    input: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Image or video (low resolution); omit with --gt HR --from-gt.",
+            show_default=False,
+        ),
+    ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-m",
+            "--model",
+            help="Model to compare (repeat); bicubic is always shown "
+            "(default: every model with built-in weights at the scale).",
+        ),
+    ] = None,
+    scale: Annotated[int, typer.Option("-x", "-s", "--scale", help="Upscaling factor.")] = 3,
+    weights_for: Annotated[
+        list[str] | None,
+        typer.Option("--weights-for", metavar="MODEL=FILE", help="Weights for one model (repeat)."),
+    ] = None,
+    frame: Annotated[
+        int | None, typer.Option("--frame", help="Frame of a video, from 0 (default: 0).")
+    ] = None,
+    crop: Annotated[
+        str | None,
+        typer.Option(
+            "--crop",
+            metavar="X,Y,W,H",
+            help="Region of the input, in input pixels (default: the most detailed window).",
+        ),
+    ] = None,
+    gt: Annotated[
+        Path | None,
+        typer.Option("--gt", help="Ground-truth HR image: adds PSNR/SSIM (Y) and its panel."),
+    ] = None,
+    from_gt: Annotated[
+        bool,
+        typer.Option("--from-gt", help="Make the input from --gt by MATLAB bicubic downscaling."),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="HTML report; the PNG grid goes beside it (default: <input>_compare.html).",
+        ),
+    ] = None,
+    zoom: Annotated[int, typer.Option("--zoom", help="Magnify panels N times (0: automatic).")] = 0,
+    embed: Annotated[
+        bool,
+        typer.Option(
+            "--embed/--no-embed", help="Embed panels in the HTML, or write them beside it."
+        ),
+    ] = True,
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+    ] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing report.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON on stdout.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Crops of bicubic and each model side by side (PNG grid + HTML page), with PSNR
+    against a ground truth when one is given (logic in vsr.compare)."""
+    _setup_logging(quiet=quiet, debug=debug)
+
+    def job() -> None:
+        from vsr.compare import CompareConfig, compare, parse_crop, parse_weights_for
+
+        base = input if input is not None else gt
+        out = output
+        if out is None and base is not None:
+            out = base.with_name(f"{base.stem}_compare.html")
+        cfg = CompareConfig(
+            input=input,
+            output=out if out is not None else Path("compare.html"),
+            models=tuple(models or ()),
+            scale=scale,
+            weights=parse_weights_for(weights_for or []),
+            frame=frame,
+            crop=parse_crop(crop) if crop is not None else None,
+            gt=gt,
+            from_gt=from_gt,
+            device=device,
+            zoom=zoom,
+            embed=embed,
+            overwrite=overwrite,
+        )
+        report = compare(cfg)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2))
+        elif not quiet:
+            print(report.summary(), file=sys.stderr)
+            print(report.html)
+
+    _guard(job, debug=debug)
+
+
 # ----------------------------------------------------------------------------------------
 # vsr models: list, info, pull, import (logic in vsr.models.manage)
 # ----------------------------------------------------------------------------------------
@@ -444,18 +673,18 @@ def models_import(
         ),
     ],
     name: Annotated[
-        str | None, typer.Option("--name", help="Name in the cache [default: the file's stem].")
+        str | None, typer.Option("--name", help="Name in the cache (default: the file's stem).")
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("-m", "--model", help="Model name [default: found from the weights]."),
+        typer.Option("-m", "--model", help="Model name (default: found from the weights)."),
     ] = None,
     scale: Annotated[
         int | None,
-        typer.Option("-x", "-s", "--scale", help="Upscaling factor [default: from the weights]."),
+        typer.Option("-x", "-s", "--scale", help="Upscaling factor (default: from the weights)."),
     ] = None,
     licence: Annotated[
-        str | None, typer.Option("--licence", help="Licence of the weights [default: unknown].")
+        str | None, typer.Option("--licence", help="Licence of the weights (default: unknown).")
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace weights imported under the same name.")

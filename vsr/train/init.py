@@ -9,6 +9,8 @@ puts them in place. Training then starts at the bicubic PSNR and learns the deta
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -30,7 +32,8 @@ def polyphase_bicubic(scale: int, size: int = 5) -> torch.Tensor:
 @torch.no_grad()
 def bicubic_init_espcn(module: nn.Module, scale: int, *, damp: float = 0.1) -> None:
     r2 = scale * scale
-    conv1, conv2, conv3 = module.conv1, module.conv2, module.conv3
+    net: Any = module  # ESPCN's layers by name
+    conv1, conv2, conv3 = net.conv1, net.conv2, net.conv3
     if conv1.in_channels != 1 or conv1.out_channels < r2 or conv2.out_channels < r2:
         raise ValueError("bicubic init needs a luma ESPCN with at least r*r features")
     taps = polyphase_bicubic(scale, conv1.kernel_size[0])
@@ -65,19 +68,20 @@ def bicubic_init_fsrcnn(module: nn.Module, scale: int, *, damp: float = 0.01) ->
     """Channel 0 of every layer carries the input through (identity taps, PReLU slope 1);
     the 9x9 transposed convolution then applies MATLAB's bicubic kernel (truncated to the
     taps the 9x9 window reaches, renormalised per output phase)."""
-    if module.upsampler != "deconv":
+    net: Any = module  # FSRCNN's layers by name
+    if net.upsampler != "deconv":
         raise ValueError("bicubic init is for the deconvolution FSRCNN")
-    convs = [m for m in module.body if isinstance(m, nn.Conv2d)]
-    prelus = [m for m in module.body if isinstance(m, nn.PReLU)]
+    convs = [m for m in net.body if isinstance(m, nn.Conv2d)]
+    prelus = [m for m in net.body if isinstance(m, nn.PReLU)]
     for conv, prelu in zip(convs, prelus, strict=True):
         c = conv.kernel_size[0] // 2
         conv.weight[0].zero_()
         conv.weight[0, 0, c, c] = 1.0
-        conv.bias[0] = 0.0
+        conv.bias[0] = 0.0  # type: ignore[index]  # FSRCNN's convolutions have biases
         if conv.in_channels > 1:
             conv.weight[1:, 0].zero_()  # the pass-through channel feeds only itself
         prelu.weight[0] = 1.0
-    tail = module.tail
+    tail = net.tail
     k = tail.kernel_size[0]
     pad = tail.padding[0]
     taps = torch.tensor(
