@@ -17,15 +17,17 @@ def main() -> None:
         "# Shipped models",
         "",
         "Weights trained by vsr's own training code (`vsr/train`) on T91 + BSD200 only.",
-        "Quality is measured by the training run on the full Set5 and Set14 images with the",
+        "Quality is measured with `vsr eval` on the full Set5 and Set14 images with the",
         "protocol of the literature: LR made with MATLAB-compatible bicubic, PSNR/SSIM on the Y",
-        "channel (BT.601 limited range), `scale` pixels shaved from each border; bicubic with",
-        "the same code on the same images. Each line comes from the command in its last column",
-        "(the model card `vsr/weights/<name>.json` holds the same figures and the full recipe).",
+        "channel (BT.601 limited range; greyscale images on their grey values), `scale` pixels",
+        "shaved from each border; bicubic with the same code on the same images. Each line",
+        "comes from the command in its last column; `python scripts/update_cards.py` re-measures",
+        "every card and rewrites this page. Train a model again with",
+        "`vsr train --config RECIPE --export vsr/weights/NAME.safetensors`.",
         "",
         "| model | params | iterations | CPU time | Set5 PSNR / SSIM | bicubic | gain | "
-        "Set14 PSNR / SSIM | bicubic | gain | command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "Set14 PSNR / SSIM | bicubic | gain | recipe | measured with |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cards:
         cells = [
@@ -41,8 +43,8 @@ def main() -> None:
                 f"{r['bicubic_psnr']:.2f} / {r['bicubic_ssim']:.4f}",
                 f"{r['gain_db']:+.2f} dB",
             ]
-        export = f"vsr/weights/{c['name']}.safetensors"
-        cells.append(f"`python scripts/train.py {c['recipe']} --export {export}`")
+        cells.append(f"`{c['recipe']}`")
+        cells.append(f"`{c['measured_with']}`")
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
