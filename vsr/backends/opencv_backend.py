@@ -34,7 +34,7 @@ from vsr.models.registry import LoadedModel
 log = logging.getLogger("vsr")
 
 #: Families ``cv2.dnn_superres`` can run that vsr reads from ``.pb`` (``setModel`` names).
-OPENCV_ALGOS = ("espcn", "fsrcnn", "lapsrn")
+OPENCV_ALGOS = ("espcn", "fsrcnn", "lapsrn", "edsr")
 
 
 class OpenCVBackend:

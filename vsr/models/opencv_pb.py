@@ -1,4 +1,4 @@
-"""OpenCV dnn_superres ``.pb`` graphs (ESPCN, FSRCNN, FSRCNN-small, LapSRN) as state dicts.
+"""OpenCV dnn_superres ``.pb`` graphs (ESPCN, FSRCNN, FSRCNN-small, LapSRN, EDSR) as state dicts.
 
 The files are TensorFlow ``GraphDef`` protobufs. They are read here with a small
 wire-format reader in pure Python rather than with ``cv2.dnn.readNetFromTensorflow``:
@@ -34,6 +34,36 @@ against the pattern, -> :class:`vsr.models.archs.lapsrn.LapSRN`:
 - the first level reads the input twice; level k's feature branch reads level k-1's
   residual and its image branch level k-1's output; x4/x8 graphs also output the x2/x4
   images (each output must be one of the levels' images; the deepest is the result).
+
+EDSR graphs (``EDSR_x{2,3,4}.pb`` of Saafke/EDSR_Tensorflow, which dnn_superres links to)
+branch too (a skip per residual block and a global one): matched node by node from the
+output back -> :class:`vsr.models.archs.edsr.EDSR` with ``layout="opencv"``:
+
+- ``Conv2D`` (3->F) + bias = the head; B blocks ``x + (conv(relu(conv(x) + b)) + b) *
+  s`` (``Mul`` by a scalar Const, 0.1 in Saafke's ``edsr.py``; the same in every block,
+  read from the graph as ``res_scale``); ``Conv2D`` (F->F) + bias, ``Add`` of the head;
+  ``Conv2D`` (F -> 3*r*r) + bias, ``DepthToSpace(r)`` (``NHWC_output``, one stage for
+  every scale, x4 included), ``Transpose`` (``NCHW_output``). All kernels 3x3, biases
+  added with ``Add``/``AddV2`` (``x + bias``), no activation at the end. Blocks, width
+  and scale are read from the graph (the published files: 32 blocks, 256 features);
+- the kernels may be ``Dequantize`` (T quint8, mode MIN_FIRST) of three Consts, what
+  TF's ``quantize_weights`` transform writes: dnn_superres' README says its EDSR files
+  are a quantized version (about 38 MB instead of 150 MB, i.e. 8-bit weights). They are
+  dequantized with OpenCV's importer arithmetic, bit-identical to its ``getParam``;
+- the network works on BGR in 0..255 minus the DIV2K BGR mean (103.15, 111.56, 114.36),
+  which is not in the graph: OpenCV's ``upsample`` subtracts it and adds it back. The
+  torch module does both itself, so its contract stays RGB in [0, 1].
+
+The EDSR conversion was written from the upstream source only, because the real EDSR
+``.pb`` files were not available here: Saafke/EDSR_Tensorflow's ``edsr.py`` (the
+network), ``run.py`` (``export``: ``convert_variables_to_constants``,
+``optimize_for_inference``, which drops the Identity nodes and turns ``IteratorGetNext``
+into a Placeholder, ``sort_by_execution_order``), ``main.py`` / ``data_utils.py`` (the
+BGR mean, 0..255), TF's ``quantize_weights.cc``, and opencv_contrib's
+``dnn_superres.cpp`` (the ``edsr`` branch of ``upsample``). It is tested on synthetic
+graphs written in that layout (float and 8-bit kernels), which cv2.dnn_superres runs and
+matches within one grey level; a real file may still hold something else, which the
+strict matching then refuses with the node it stopped at.
 
 :func:`upsample_like_opencv` is the reference for comparisons: the pre- and
 post-processing of ``cv2.dnn_superres.DnnSuperResImpl.upsample`` with a torch module in
@@ -74,10 +104,11 @@ _SUPPORTED_OPS = frozenset(
         "Tanh",
         "DepthToSpace",
         "Transpose",
+        "Dequantize",
     }
 )
 
-_DT_FLOAT, _DT_INT32 = 1, 3
+_DT_FLOAT, _DT_INT32, _DT_QUINT8 = 1, 3, 12
 _NHWC_TO_NCHW = (0, 3, 1, 2)
 
 
@@ -255,7 +286,8 @@ def _attr_ints(node: _Node, key: str, default: tuple[int, ...]) -> tuple[int, ..
 
 def _const(node: _Node) -> np.ndarray:
     """The value of a Const node: TensorProto {1 dtype, 2 shape, 4 tensor_content,
-    5 float_val, 7 int_val}, float32 or int32, little-endian."""
+    5 float_val, 7 int_val}, float32, int32 or quint8 (TF keeps quint8 in int_val when
+    not in tensor_content), little-endian."""
     if node.op != "Const":
         raise _GraphError(f"{node.name!r} is a {node.op}, not a constant")
     tensor = _bytes(_attr(node, "value").get(8, memoryview(b"")))
@@ -287,22 +319,60 @@ def _const(node: _Node) -> np.ndarray:
         np_dtype = np.dtype("<f4")
     elif dtype == _DT_INT32:
         np_dtype = np.dtype("<i4")
+    elif dtype == _DT_QUINT8:
+        np_dtype = np.dtype("u1")
     else:
-        raise _GraphError(f"constant {node.name!r} has data type {dtype}, not float32/int32")
+        raise _GraphError(f"constant {node.name!r} has data type {dtype}, not float32/int32/quint8")
     count = math.prod(shape)
-    if any(d < 0 for d in shape) or count > MAX_BYTES // 4:
+    if any(d < 0 for d in shape) or count > MAX_BYTES // np_dtype.itemsize:
         raise _GraphError(f"constant {node.name!r} has shape {shape}")
     if content is not None:
-        if len(content) != count * 4:
+        if len(content) != count * np_dtype.itemsize:
             raise _GraphError(f"constant {node.name!r}: {len(content)} bytes for shape {shape}")
         array = np.frombuffer(content, dtype=np_dtype).astype(np_dtype.newbyteorder("="))
-    elif len(values) == count:
+        return array.reshape(shape)
+    if np_dtype.kind != "f" and values:
+        low, high = (0, 255) if dtype == _DT_QUINT8 else (-(2**31), 2**31 - 1)
+        if not all(isinstance(v, int) and low <= v <= high for v in values):
+            raise _GraphError(f"constant {node.name!r} holds values out of its type's range")
+    if len(values) == count:
         array = np.array(values, dtype=np_dtype.newbyteorder("="))
     elif len(values) == 1:  # TF stores a constant fill as one value
         array = np.full(count, values[0], dtype=np_dtype.newbyteorder("="))
     else:
         raise _GraphError(f"constant {node.name!r}: {len(values)} values for shape {shape}")
     return array.reshape(shape)
+
+
+def _dequantize(node: _Node, data: _Node, lo: _Node, hi: _Node) -> np.ndarray:
+    """A ``Dequantize`` node as TF's ``quantize_weights`` graph transform writes it (T
+    quint8, mode MIN_FIRST, three Const inputs), computed as OpenCV's TF importer does
+    (``addConstNodes``): ``q * s + s * round(min / s)`` with ``s = (max - min) / 255``
+    in float32, the product and the sum rounded once (what OpenCV's vectorised
+    ``convertTo`` computes with FMA; bit-identical to ``getParam`` on the synthetic
+    graphs). TF's own kernel rounds a few values 1 ulp differently."""
+    if _attr(node, "T").get(6) != _DT_QUINT8:
+        raise _GraphError(f"Dequantize {node.name!r} does not read quint8 values")
+    mode = _attr_str(node, "mode", "MIN_COMBINED")
+    if mode != "MIN_FIRST":
+        raise _GraphError(f"Dequantize {node.name!r} has mode {mode}, not MIN_FIRST")
+    if "narrow_range" in node.attrs and _attr(node, "narrow_range").get(5):
+        raise _GraphError(f"Dequantize {node.name!r} has a narrow range")
+    if "axis" in node.attrs and _signed(_int(_attr(node, "axis").get(3, 0))) not in (0, -1):
+        raise _GraphError(f"Dequantize {node.name!r} is per-axis")
+    if "dtype" in node.attrs and _attr(node, "dtype").get(6, _DT_FLOAT) != _DT_FLOAT:
+        raise _GraphError(f"Dequantize {node.name!r} does not make float32")
+    q = _const(data)
+    bounds = [_const(n) for n in (lo, hi)]
+    if q.dtype != np.uint8 or any(b.dtype != np.float32 or b.size != 1 for b in bounds):
+        raise _GraphError(f"Dequantize {node.name!r}: expected uint8 values, float min, max")
+    f32 = np.float32
+    minimum, maximum = (f32(b.reshape(-1)[0]) for b in bounds)
+    step = f32(maximum - minimum) / f32(255)
+    if not np.isfinite(step) or step <= 0:
+        raise _GraphError(f"Dequantize {node.name!r} has the range {minimum}..{maximum}")
+    offset = step * f32(np.rint(minimum / step))
+    return (q.astype(np.float64) * np.float64(step) + np.float64(offset)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------
@@ -341,13 +411,36 @@ class _Graph:
             raise _GraphError(f"{node.op} node {node.name!r} reads a missing node {name!r}")
         return self.nodes[name]
 
+    def data(self, node: _Node) -> _Node:
+        """``node`` with any Identity nodes in front of it skipped."""
+        for _ in range(len(self.nodes)):
+            if node.op != "Identity":
+                return node
+            node = self.input(node, 0)
+        raise _GraphError(f"a cycle of Identity nodes at {node.name!r}")
+
+    def is_value(self, node: _Node) -> bool:
+        return self.data(node).op in ("Const", "Dequantize")
+
+    def value(self, node: _Node) -> np.ndarray:
+        """A Const's value, or a Dequantize's (of quantize_weights' three Consts)."""
+        node = self.data(node)
+        if node.op != "Dequantize":
+            return _const(node)
+        data = [i for i in node.inputs if i[:1] != "^"]
+        if len(data) != 3:
+            raise _GraphError(f"Dequantize {node.name!r} has {len(data)} inputs, not 3")
+        return _dequantize(node, *(self.data(self.input(node, k)) for k in range(3)))
+
     def family(self) -> str:
-        """A first guess from the op counts: lapsrn, fsrcnn, espcn or unknown."""
+        """A first guess from the op counts: lapsrn, fsrcnn, edsr, espcn or unknown."""
         n = self.count["DepthToSpace"]
         if n > 1 or len(self.outputs) > 1:  # LapSRN: two DepthToSpace per x2 level
             return "lapsrn" if n >= 2 and n % 2 == 0 and self.count["Sub"] else "unknown"
         if self.count["Abs"]:
             return "fsrcnn"
+        if self.count["Mul"] and not self.count["Sub"]:
+            return "edsr"  # residual blocks scaled by a Mul; ESPCN has no Mul
         if self.count["Tanh"] or (self.count["Relu"] and not self.count["Sub"]):
             return "espcn"
         return "unknown"
@@ -618,31 +711,52 @@ class _LapLevel:
     slopes: list[float]
 
 
-class _LapSRNMatcher:
-    """Matches LapSRN's ops exactly: every input of every node on the way is accounted for,
-    so anything else in the graph makes the match fail."""
+class _Matcher:
+    """Matches ops exactly, node by node from an output back: every input of every node
+    on the way is accounted for, so anything else in the graph makes the match fail.
+    Identity nodes are looked through; a weight is a Const or a quantize_weights
+    Dequantize."""
 
     def __init__(self, graph: _Graph) -> None:
         self.g = graph
-        self._levels: dict[str, _LapLevel] = {}  # by output node: each level is read once
 
     def _inputs(self, node: _Node, op: str | tuple[str, ...], count: int) -> list[_Node]:
         ops = (op,) if isinstance(op, str) else op
+        node = self.g.data(node)
         if node.op not in ops:
             raise _GraphError(f"expected {' or '.join(ops)} at {node.name!r}, found {node.op}")
         data = [i for i in node.inputs if i[:1] != "^"]
         if len(data) != count:
             raise _GraphError(f"{node.op} node {node.name!r} has {len(data)} inputs")
-        return [self.g.input(node, k) for k in range(count)]
+        return [self.g.data(self.g.input(node, k)) for k in range(count)]
 
     def _split_const(self, node: _Node, op: str | tuple[str, ...]) -> tuple[np.ndarray, _Node]:
-        """(the constant, the other input) of a binary node with one Const input."""
+        """(the constant, the other input) of a binary node with one constant input."""
         a, b = self._inputs(node, op, 2)
-        if a.op == "Const" and b.op != "Const":
-            return _const(a), b
-        if b.op == "Const" and a.op != "Const":
-            return _const(b), a
+        if self.g.is_value(a) and not self.g.is_value(b):
+            return self.g.value(a), b
+        if self.g.is_value(b) and not self.g.is_value(a):
+            return self.g.value(b), a
         raise _GraphError(f"{node.op} node {node.name!r} does not have one constant input")
+
+    def conv(self, node: _Node) -> tuple[np.ndarray, _Node]:
+        """A SAME, stride-1 Conv2D -> (HWIO kernel, its data input)."""
+        x, w = self._inputs(node, "Conv2D", 2)
+        self.g._check_conv(self.g.data(node))
+        if not self.g.is_value(w):
+            raise _GraphError(f"Conv2D {node.name!r} has no constant kernel")
+        kernel = self.g.value(w)
+        if kernel.ndim != 4 or kernel.dtype != np.float32:
+            raise _GraphError(f"Conv2D {node.name!r} has a {kernel.ndim}-d {kernel.dtype} kernel")
+        return kernel, x
+
+
+class _LapSRNMatcher(_Matcher):
+    """LapSRN's levels, each read once."""
+
+    def __init__(self, graph: _Graph) -> None:
+        super().__init__(graph)
+        self._levels: dict[str, _LapLevel] = {}  # by output node: each level is read once
 
     def leaky(self, node: _Node) -> tuple[_Node, float]:
         """``relu(x) - s * relu(-1 * x)`` -> (x, s)."""
@@ -656,15 +770,6 @@ class _LapSRNMatcher:
         if slope.size != 1:
             raise _GraphError(f"LeakyReLU {node.name!r} has {slope.size} slopes")
         return x, float(slope.reshape(-1)[0])
-
-    def conv(self, node: _Node) -> tuple[np.ndarray, _Node]:
-        """A SAME, stride-1 Conv2D -> (HWIO kernel, its data input)."""
-        x, w = self._inputs(node, "Conv2D", 2)
-        self.g._check_conv(node)
-        kernel = _const(w)
-        if kernel.ndim != 4:
-            raise _GraphError(f"Conv2D {node.name!r} has a {kernel.ndim}-d kernel")
-        return kernel, x
 
     def d2s(self, node: _Node) -> _Node:
         (x,) = self._inputs(node, "DepthToSpace", 1)
@@ -769,14 +874,129 @@ def _lapsrn(graph: _Graph) -> tuple[dict[str, torch.Tensor], dict[str, str], int
     return state, meta, 1 << len(levels)
 
 
-_FAMILY_NAMES = {"espcn": "ESPCN", "fsrcnn": "FSRCNN", "lapsrn": "LapSRN"}
+# --------------------------------------------------------------------------------------
+# EDSR (Saafke/EDSR_Tensorflow): residual blocks, matched node by node from the output back
+# --------------------------------------------------------------------------------------
+
+_ADD = ("Add", "AddV2")
+_BIAS_ADD = ("Add", "AddV2", "BiasAdd")
+
+
+@dataclass
+class _EDSRBlock:
+    conv1: tuple[np.ndarray, np.ndarray]  # (HWIO kernel, bias)
+    conv2: tuple[np.ndarray, np.ndarray]
+    scale: np.ndarray  # the Mul's constant
+
+
+class _EDSRMatcher(_Matcher):
+    def conv_bias(self, node: _Node) -> tuple[np.ndarray, np.ndarray, _Node]:
+        """``Conv2D(x, W) + b`` -> (W, b, x)."""
+        bias, conv = self._split_const(node, _BIAS_ADD)
+        kernel, x = self.conv(conv)
+        return kernel, bias.reshape(-1), x
+
+    def is_head(self, node: _Node) -> bool:
+        """Whether ``node`` is ``Conv2D(placeholder, W) + b``."""
+        try:
+            _, _, x = self.conv_bias(node)
+        except _GraphError:
+            return False
+        return x.op == "Placeholder"
+
+    def block(self, node: _Node) -> tuple[_EDSRBlock, _Node]:
+        """``x + (conv(relu(conv(x) + b1)) + b2) * s`` -> (the block, x)."""
+        a, b = self._inputs(node, _ADD, 2)
+        if (a.op == "Mul") == (b.op == "Mul"):
+            raise _GraphError(f"{node.op} node {node.name!r} is not x + residual * scale")
+        x, mul = (a, b) if b.op == "Mul" else (b, a)
+        scale, pre = self._split_const(mul, "Mul")
+        w2, b2, relu = self.conv_bias(pre)
+        (inner,) = self._inputs(relu, "Relu", 1)
+        w1, b1, x1 = self.conv_bias(inner)
+        if x1 is not x:
+            raise _GraphError(f"the residual added at {node.name!r} does not start from its input")
+        return _EDSRBlock((w1, b1), (w2, b2), scale), x
+
+
+def _edsr(graph: _Graph) -> tuple[dict[str, torch.Tensor], dict[str, str], int]:
+    """EDSR_x{2,3,4} as Saafke/EDSR_Tensorflow exports it: Transpose(DepthToSpace(r)(
+    conv(F->3r^2)+b)) (the Transpose optional) of ``body + head``; ``head =
+    conv(input, 3->F)+b``; ``body`` = B residual blocks ``x + (conv(relu(conv(x)+b))+b)
+    * s`` then conv(F->F)+b. Kernels may be quantize_weights Dequantize nodes (the
+    published files are 8-bit)."""
+    if len(graph.outputs) != 1:
+        names = ", ".join(repr(n.name) for n in graph.outputs)
+        raise _GraphError(f"{len(graph.outputs)} outputs ({names}), expected one")
+    m = _EDSRMatcher(graph)
+    x = graph.data(graph.outputs[0])
+    if x.op == "Transpose":  # NCHW_output; an export to NHWC_output would end before it
+        x, perm = m._inputs(x, "Transpose", 2)
+        if tuple(int(p) for p in m.g.value(perm).reshape(-1)) != _NHWC_TO_NCHW:
+            raise _GraphError(f"output {graph.outputs[0].name!r} is not an NHWC->NCHW transpose")
+    (pre,) = m._inputs(x, "DepthToSpace", 1)
+    if _attr_str(x, "data_format", "NHWC") != "NHWC":
+        raise _GraphError(f"DepthToSpace {x.name!r} is not NHWC")
+    r = _attr_int(x, "block_size")
+    tail_w, tail_b, total = m.conv_bias(pre)
+    a, b = m._inputs(total, _ADD, 2)
+    if m.is_head(b) and not m.is_head(a):
+        a, b = b, a
+    if not m.is_head(a):
+        raise _GraphError(f"the global skip at {total.name!r} does not add the first conv")
+    head_w, head_b, _ = m.conv_bias(a)
+    body_w, body_b, node = m.conv_bias(b)
+    blocks: list[_EDSRBlock] = []
+    for _ in range(len(graph.nodes)):
+        if node is a:
+            break
+        block, node = m.block(node)
+        blocks.append(block)
+    else:
+        raise _GraphError("the residual blocks do not lead back to the first conv")
+    blocks.reverse()
+
+    features = int(head_w.shape[3])
+    convs = [("the first conv", head_w, head_b, 3, features)]
+    for i, blk in enumerate(blocks):
+        convs.append((f"block {i + 1} conv 1", *blk.conv1, features, features))
+        convs.append((f"block {i + 1} conv 2", *blk.conv2, features, features))
+    convs.append(("the conv after the blocks", body_w, body_b, features, features))
+    convs.append(("the upsampling conv", tail_w, tail_b, features, 3 * r * r))
+    for what, w, bias, cin, cout in convs:
+        if w.shape != (3, 3, cin, cout):
+            raise _GraphError(f"{what} has a kernel {w.shape}, not {(3, 3, cin, cout)}")
+        if bias.size != cout:
+            raise _GraphError(f"{what} has {bias.size} biases, not {cout}")
+    scales = {float(blk.scale.reshape(-1)[0]) for blk in blocks if blk.scale.size == 1}
+    if len(scales) > 1 or any(blk.scale.size != 1 for blk in blocks):
+        raise _GraphError("the residual scales are not one and the same scalar")
+
+    state = {"head.0.weight": _oihw(head_w), "head.0.bias": _vec(head_b)}
+    for i, blk in enumerate(blocks):
+        for j, (w, bias) in ((0, blk.conv1), (2, blk.conv2)):
+            state[f"body.{i}.body.{j}.weight"] = _oihw(w)
+            state[f"body.{i}.body.{j}.bias"] = _vec(bias)
+    n = len(blocks)
+    state[f"body.{n}.weight"], state[f"body.{n}.bias"] = _oihw(body_w), _vec(body_b)
+    order = _shuffle_order(3, r)
+    state["tail.0.weight"] = _oihw(tail_w[..., order])
+    state["tail.0.bias"] = _vec(tail_b[order])
+    meta = {"variant": "EDSR", "layout": "opencv"}
+    if scales:
+        meta["res_scale"] = str(np.float32(scales.pop()))  # shortest float32 repr: "0.1"
+    return state, meta, r
+
+
+_FAMILY_NAMES = {"espcn": "ESPCN", "fsrcnn": "FSRCNN", "lapsrn": "LapSRN", "edsr": "EDSR"}
 _Reader = Callable[[_Graph], tuple[dict[str, torch.Tensor], dict[str, str], int]]
 _READERS: dict[str, _Reader] = {
     "espcn": lambda graph: _espcn(graph.layers()),
     "fsrcnn": lambda graph: _fsrcnn(graph.layers()),
     "lapsrn": _lapsrn,
+    "edsr": _edsr,
 }
-_HINT = "vsr reads the ESPCN, FSRCNN, FSRCNN-small and LapSRN graphs of OpenCV dnn_superres"
+_HINT = "vsr reads the ESPCN, FSRCNN(-small), LapSRN and EDSR graphs of OpenCV dnn_superres"
 
 
 def read_pb(
@@ -785,9 +1005,10 @@ def read_pb(
     """Read an OpenCV dnn_superres graph as a state dict for ``arch`` at ``scale``.
 
     Returns ``(state_dict, metadata)``: the state dict loads with ``strict=True`` into
-    ``ESPCN`` (arch ``espcn``), ``FSRCNN(upsampler="subpixel")`` (arch ``fsrcnn``) or
-    ``LapSRN`` (arch ``lapsrn``); the metadata holds ``arch``, ``scale``, ``variant`` and,
-    for ESPCN, ``act`` and ``out_act``, for LapSRN ``negative_slope``. The file is only
+    ``ESPCN`` (arch ``espcn``), ``FSRCNN(upsampler="subpixel")`` (arch ``fsrcnn``),
+    ``LapSRN`` (arch ``lapsrn``) or ``EDSR(layout="opencv")`` (arch ``edsr``); the metadata
+    holds ``arch``, ``scale``, ``variant`` and, for ESPCN, ``act`` and ``out_act``, for
+    LapSRN ``negative_slope``, for EDSR ``layout`` and ``res_scale``. The file is only
     parsed, never executed.
 
     Raises WeightsError when the file is not a readable GraphDef, holds another family
@@ -799,7 +1020,7 @@ def read_pb(
     if arch not in _READERS:
         raise WeightsError(
             f"vsr reads {supported} from OpenCV .pb files, not {arch}",
-            hint="use -m espcn, -m fsrcnn or -m lapsrn, or .safetensors weights",
+            hint="use -m espcn, -m fsrcnn, -m lapsrn or -m edsr, or .safetensors weights",
         )
     try:
         size = path.stat().st_size
@@ -809,7 +1030,7 @@ def read_pb(
     except (_GraphError, OSError) as exc:
         raise WeightsError(
             f"{path.name} is not a readable TensorFlow graph: {exc}",
-            hint="pass an OpenCV dnn_superres ESPCN/FSRCNN/LapSRN .pb file",
+            hint="pass an OpenCV dnn_superres ESPCN/FSRCNN/LapSRN/EDSR .pb file",
         ) from None
 
     family = graph.family()
@@ -821,7 +1042,7 @@ def read_pb(
         )
     if family not in _READERS:
         raise WeightsError(
-            f"{path.name} is not an ESPCN, FSRCNN or LapSRN graph",
+            f"{path.name} is not an ESPCN, FSRCNN, LapSRN or EDSR graph",
             hint=_HINT,
         )
     try:
@@ -851,7 +1072,8 @@ def read_pb(
 
 def upsample_like_opencv(module: nn.Module, bgr: np.ndarray) -> np.ndarray:
     """Upscale ``bgr`` (uint8, HxWx3 BGR or HxW grey) as ``DnnSuperResImpl.upsample``
-    does for espcn/fsrcnn/lapsrn, with ``module`` (luma in NCHW [0, 1]) as the network.
+    does, with ``module`` as the network: for espcn/fsrcnn/lapsrn a luma module (NCHW
+    [0, 1]); for edsr an ``EDSR(layout="opencv")`` (see :func:`_upsample_edsr`).
 
     The steps follow opencv_contrib ``dnn_superres.cpp`` (``preprocess_YCrCb``,
     ``reconstruct_YCrCb``): cvtColor BGR->YCrCb on uint8, then float32 times 1/255; Y
@@ -863,9 +1085,13 @@ def upsample_like_opencv(module: nn.Module, bgr: np.ndarray) -> np.ndarray:
     """
     import cv2
 
+    from vsr.models.archs.edsr import EDSR
+
     image = np.asarray(bgr)
     if image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if isinstance(module, EDSR):
+        return _upsample_edsr(module, image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
@@ -883,6 +1109,31 @@ def upsample_like_opencv(module: nn.Module, bgr: np.ndarray) -> np.ndarray:
     cb = cv2.resize(ycrcb[:, :, 2], None, fx=scale, fy=scale)
     merged = _to_u8(np.dstack([y, cr, cb]))
     return cv2.cvtColor(merged, cv2.COLOR_YCrCb2BGR)
+
+
+def _upsample_edsr(module: nn.Module, image: np.ndarray) -> np.ndarray:
+    """OpenCV's ``edsr`` branch of ``upsample``: no YCrCb. It converts the BGR uint8 image
+    to float32 (0..255), ``blobFromImage`` subtracts the BGR mean (103.15, 111.56, 114.36)
+    in float32 without swapping channels, the net runs, the mean is added back (float32)
+    and ``convertTo(CV_8U)`` rounds half to even and saturates; no clamping before.
+
+    Here the module does the mean and the BGR order itself (``layout="opencv"``): it is
+    given RGB ``u8 / 255`` in float32 (whose ``* 255`` gives back the integers exactly)
+    and its RGB output in [0, 1] is scaled by 255 and rounded the same way. A grey image
+    is refused: OpenCV's EDSR path subtracts a 3-channel mean from it and the 3-channel
+    first convolution then fails."""
+    if getattr(module, "layout", None) != "opencv":
+        raise ValueError("OpenCV's edsr path runs the opencv EDSR layout, not EDSR-PyTorch's")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"OpenCV's edsr path takes HxWx3 BGR, got shape {image.shape}")
+    rgb = image[:, :, ::-1].astype(np.float32) / np.float32(255.0)
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
+    with torch.inference_mode():
+        out = module(x)
+    bgr = out[0].float().cpu().numpy().transpose(1, 2, 0)[:, :, ::-1]
+    return _to_u8(bgr)
 
 
 def _run_luma(module: nn.Module, luma: np.ndarray) -> np.ndarray:

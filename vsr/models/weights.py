@@ -2,7 +2,7 @@
 
 - ``.safetensors``: the project's format; metadata carries ``arch``, ``scale`` and the
   hyperparameters tensors cannot express (activations).
-- ``.pb``: OpenCV dnn_superres TensorFlow graphs (ESPCN, FSRCNN, FSRCNN-small),
+- ``.pb``: OpenCV dnn_superres TensorFlow graphs (ESPCN, FSRCNN, FSRCNN-small, LapSRN, EDSR),
   converted to the torch architecture (see ``vsr.models.opencv_pb``).
 - ``.pth`` / ``.pt`` / ``.ckpt``: third-party PyTorch checkpoints (ESRGAN, Real-ESRGAN,
   EDSR-PyTorch, anything spandrel knows), read only with
