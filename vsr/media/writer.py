@@ -423,12 +423,18 @@ class Writer:
                 len(self._src.streams.data),
             )
 
+    def _remux(self, src_stream: Any, fmt: str) -> bool:
+        """Route ``src_stream``'s packets unchanged when the container holds its codec."""
+        if not _can_remux(fmt, src_stream):
+            return False
+        out = self._out.add_stream_from_template(src_stream)
+        _copy_stream_tags(src_stream, out)
+        self._routes[src_stream.index] = out
+        return True
+
     def _add_audio(self, src_stream: Any, fmt: str) -> None:
         name = src_stream.codec_context.name if src_stream.codec_context else "?"
-        if _can_remux(fmt, src_stream):
-            out = self._out.add_stream_from_template(src_stream)
-            _copy_stream_tags(src_stream, out)
-            self._routes[src_stream.index] = out
+        if self._remux(src_stream, fmt):
             return
         target = _AUDIO_FALLBACK.get(fmt, "aac")
         dec = src_stream.codec_context
@@ -464,10 +470,7 @@ class Writer:
 
     def _add_subtitle(self, src_stream: Any, fmt: str) -> None:
         name = src_stream.codec_context.name if src_stream.codec_context else "?"
-        if _can_remux(fmt, src_stream):
-            out = self._out.add_stream_from_template(src_stream)
-            _copy_stream_tags(src_stream, out)
-            self._routes[src_stream.index] = out
+        if self._remux(src_stream, fmt):
             return
         target = _TEXT_SUBTITLE_TARGET.get(fmt)
         if target is not None and name in _TEXT_SUBTITLE_CODECS:
