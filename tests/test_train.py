@@ -27,7 +27,7 @@ from vsr.metrics import rgb_to_y
 from vsr.models.registry import get_spec, load_model
 from vsr.models.weights import read_safetensors
 from vsr.train.data import PatchSampler, load_pairs
-from vsr.train.loop import TrainConfig, evaluate, train_from_file
+from vsr.train.loop import TrainConfig, bicubic_scores, evaluate, train_from_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -201,6 +201,10 @@ def test_rgb_patches_are_the_luma_patches_in_colour(data: Path) -> None:
         ({"train_dirs": ["/nonexistent/train"]}, "image folder not found"),
         ({"train_dirs": ["EMPTY"]}, "no images in"),
         ({"lr_patch": 40}, "no training image is at least 80 px"),
+        ({"scales": [2, 3]}, "train one scale per recipe"),
+        ({"scales": "2"}, "scales must be a list of integers"),
+        ({"init": "weights:/nonexistent.safetensors"}, "init weights not found"),
+        ({"init": "bicubic+noise"}, "init 'bicubic+noise' is not available"),
     ],
 )
 def test_config_errors_exit_2_with_one_line(
@@ -228,10 +232,81 @@ def test_existing_checkpoint_needs_resume_and_missing_config_is_exit_2(
     assert result.exit_code == 2 and "config not found" in result.stderr
 
 
-def test_old_configs_stay_valid() -> None:
+def test_shipped_recipes_are_valid() -> None:
+    names = set()
     for path in sorted((REPO_ROOT / "configs" / "train").glob("*.toml")):
         cfg = TrainConfig.from_toml(path)
-        assert cfg.ema == 0.0 and cfg.channels == 1
+        assert cfg.channels == (3 if cfg.model == "edsr" else 1), path.name
+        names.add(path.stem)
+    script = (REPO_ROOT / "scripts" / "train_shipped.sh").read_text()
+    for name in names:  # every recipe is in a lane of the script that trains them all
+        assert f" {name}:" in script or f"lane {name}:" in script, name
+
+
+def test_multi_scale_vdsr_run_serves_every_scale_and_resumes(data: Path, tmp_path: Path) -> None:
+    """``scales`` trains one VDSR on x2/x3/x4 in turn; the file loads at each scale, and a
+    run stopped at a checkpoint resumes to the same weights (every scale's sampler state)."""
+    over = dict(model="vdsr", scale=3, scales=[2, 3, 4], iterations=6, batch_size=2)
+    over.update(lr_patch=8, val_every=3, checkpoint_every=3, init="bicubic", lr=1e-4, lr_min=1e-5)
+    cfg = _config(tmp_path / "vdsr.toml", data, **over)
+    weights = tmp_path / "vdsr.safetensors"
+    _train_cli("--config", cfg, "--out", tmp_path / "full", "--export", weights, "--quiet")
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["initialisation"] == "bicubic"
+    pairs = {s: load_dataset(data / "val", s) for s in (2, 3, 4)}
+    for s in (2, 3, 4):
+        loaded = load_model("vdsr", s, weights=weights)
+        psnr, _ = evaluate(loaded.module, pairs[s], s)
+        bicubic, _ = bicubic_scores(pairs[s], s)  # MATLAB's, where VDSR starts
+        assert psnr > bicubic - 0.5, (s, psnr, bicubic)  # 6 small steps later
+    import vsr.train.loop as loop
+
+    real_save = loop._save_atomic
+
+    def save_then_stop(obj: object, path: Path) -> None:  # dies after the first checkpoint
+        real_save(obj, path)
+        if path.name == "checkpoint.pt":
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "_save_atomic", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            train_from_file(cfg, out=tmp_path / "half", progress=False)
+    assert _checkpoint(tmp_path / "half" / "checkpoint.pt")["step"] == 3
+    train_from_file(cfg, out=tmp_path / "half", resume=True, progress=False)
+    a = _checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = _checkpoint(tmp_path / "half" / "checkpoint.pt")
+    _assert_identical(a["model"], b["model"], "model")
+    assert set(b["sampler"]) == {"multi", "2", "3", "4"}
+
+
+def test_weights_init_continues_from_a_file(data: Path, tmp_path: Path) -> None:
+    """``init = "weights:F"`` starts from F (matched by name and shape): a run of one step
+    at a tiny rate from trained weights scores what those weights score."""
+    first = tmp_path / "first.safetensors"
+    _train_cli(
+        "--config",
+        _config(tmp_path / "a.toml", data, iterations=100),
+        "--out",
+        tmp_path / "a",
+        "--export",
+        first,
+        "--quiet",
+    )
+    trained = json.loads(first.with_suffix(".json").read_text())["metrics"]["val"]["psnr"]
+    cfg = _config(
+        tmp_path / "b.toml",
+        data,
+        iterations=1,
+        lr=1e-9,
+        lr_min=1e-9,
+        val_every=1,
+        init=f"weights:{first}",
+    )
+    second = tmp_path / "second.safetensors"
+    _train_cli("--config", cfg, "--out", tmp_path / "b", "--export", second, "--quiet")
+    again = json.loads(second.with_suffix(".json").read_text())["metrics"]["val"]["psnr"]
+    assert abs(again - trained) < 0.01
 
 
 def test_scripts_train_wrapper(data: Path, tmp_path: Path) -> None:

@@ -62,7 +62,11 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def default_weights(name: str, scale: int) -> Path:
-    return WEIGHTS_DIR / f"{name}_x{scale}.safetensors"
+    """``<name>_x<scale>.safetensors``, or ``<name>.safetensors`` (one file for every scale,
+    as VDSR's) when only that one is shipped."""
+    path = WEIGHTS_DIR / f"{name}_x{scale}.safetensors"
+    shared = WEIGHTS_DIR / f"{name}.safetensors"
+    return shared if not path.exists() and shared.exists() else path
 
 
 @dataclass

@@ -9,6 +9,7 @@ puts them in place. Training then starts at the bicubic PSNR and learns the deta
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -55,14 +56,6 @@ def bicubic_init_espcn(module: nn.Module, scale: int, *, damp: float = 0.1) -> N
 INITS = {"espcn": bicubic_init_espcn}
 
 
-def apply_init(name: str, module: nn.Module, arch: str, scale: int) -> None:
-    if name in ("", "default"):
-        return
-    if name != "bicubic" or arch not in INITS:
-        raise ValueError(f"init {name!r} is not available for {arch}")
-    INITS[arch](module, scale)
-
-
 @torch.no_grad()
 def bicubic_init_fsrcnn(module: nn.Module, scale: int, *, damp: float = 0.01) -> None:
     """Channel 0 of every layer carries the input through (identity taps, PReLU slope 1);
@@ -96,3 +89,147 @@ def bicubic_init_fsrcnn(module: nn.Module, scale: int, *, damp: float = 0.01) ->
 
 
 INITS["fsrcnn"] = bicubic_init_fsrcnn
+
+
+@torch.no_grad()
+def bicubic_init_srcnn(module: nn.Module, scale: int) -> None:
+    """SRCNN works on the bicubic-upscaled image: feature 0 of conv1 and conv2 and conv3's
+    output carry it through their centre taps (ReLU passes it, the image is >= 0)."""
+    net: Any = module
+    conv1, conv2, conv3 = net.conv1, net.conv2, net.conv3
+    if conv1.in_channels != 1:
+        raise ValueError("bicubic init needs a luma SRCNN")
+    for conv, cin in ((conv1, 0), (conv2, 0), (conv3, 0)):
+        c = conv.kernel_size[0] // 2
+        conv.weight[0].zero_()
+        conv.weight[0, cin, c, c] = 1.0
+        conv.bias[0] = 0.0
+    conv2.weight[1:, 0].zero_()  # the pass-through feature feeds only itself
+    conv3.weight[0, 1:].mul_(0.01)
+
+
+@torch.no_grad()
+def bicubic_init_vdsr(module: nn.Module, scale: int, *, damp: float = 0.01) -> None:
+    """VDSR adds its output to the bicubic image: a damped last layer starts it there."""
+    net: Any = module
+    net.layers[-1].weight.mul_(damp)
+    if net.layers[-1].bias is not None:
+        net.layers[-1].bias.zero_()
+
+
+@torch.no_grad()
+def bicubic_init_lapsrn(module: nn.Module, scale: int, *, damp: float = 0.01) -> None:
+    """Each level's image branch (a 4x4 convolution, then a x2 pixel shuffle) computes the
+    x2 MATLAB bicubic phases (taps the window reaches, renormalised); the residual branch is
+    damped. The leaky ReLU after the sum passes the (non-negative) image unchanged."""
+    net: Any = module
+    for level in net.levels:
+        taps = phase_taps(2, level.image.kernel_size[0], level.pad[0])
+        for py in range(2):
+            for px in range(2):
+                level.image.weight[py * 2 + px, 0] = torch.outer(taps[py], taps[px]).float()
+        level.upsample.weight.mul_(damp)
+
+
+def phase_taps(scale: int, size: int, before: int) -> torch.Tensor:
+    """(scale, size) MATLAB bicubic taps per output phase for a ``size``-wide window whose
+    tap j sits at input offset ``j - before``; taps the window misses are dropped and each
+    phase renormalised."""
+    taps = torch.zeros(scale, size, dtype=torch.float64)
+    for p in range(scale):
+        offset = (p + 0.5) / scale - 0.5
+        for j in range(size):
+            taps[p, j] = cubic(offset - (j - before), -0.5)
+        taps[p] /= taps[p].sum()
+    return taps
+
+
+@torch.no_grad()
+def bicubic_init_edsr(module: nn.Module, scale: int, *, damp: float = 0.01) -> None:
+    """EDSR (EDSR-PyTorch layout) starts as bicubic: head features 0-2 copy R, G, B; the
+    residual blocks and the body's last convolution are damped (the skips carry the
+    features through); each upsampling convolution computes the bicubic phases of features
+    0-2 (3x3 window, renormalised), and the tail copies features 0-2 back to R, G, B."""
+    net: Any = module
+    if net.layout != "pytorch":
+        raise ValueError("bicubic init is for the EDSR-PyTorch layout")
+    head = net.head[0]
+    c = head.kernel_size[0] // 2
+    for ch in range(3):
+        head.weight[ch].zero_()
+        head.weight[ch, ch, c, c] = 1.0
+        head.bias[ch] = 0.0
+    for block in net.body[:-1]:
+        block.body[2].weight.mul_(damp)
+        block.body[2].bias.zero_()
+    net.body[-1].weight.mul_(damp)
+    net.body[-1].bias.zero_()
+    for layer in net.tail[0]:
+        if not isinstance(layer, nn.Conv2d):
+            continue
+        r = math.isqrt(layer.out_channels // layer.in_channels)
+        taps = phase_taps(r, layer.kernel_size[0], layer.padding[0])
+        layer.weight.mul_(damp)
+        layer.bias.zero_()
+        for ch in range(3):
+            for py in range(r):
+                for px in range(r):
+                    out = ch * r * r + py * r + px
+                    layer.weight[out, ch] = torch.outer(taps[py], taps[px]).float()
+    tail = net.tail[1]
+    c = tail.kernel_size[0] // 2
+    tail.weight.mul_(damp)
+    tail.bias.zero_()
+    for ch in range(3):
+        tail.weight[ch, :3].zero_()
+        tail.weight[ch, ch, c, c] = 1.0
+
+
+INITS.update(
+    srcnn=bicubic_init_srcnn,
+    vdsr=bicubic_init_vdsr,
+    lapsrn=bicubic_init_lapsrn,
+    edsr=bicubic_init_edsr,
+)
+
+
+@torch.no_grad()
+def load_partial(module: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every tensor of ``state`` whose name and shape match ``module``'s; return the
+    names copied. Used to warm-start (a longer run from shipped weights, x4 from x2)."""
+    own = module.state_dict()
+    copied = []
+    for key, value in state.items():
+        if key in own and own[key].shape == value.shape:
+            own[key].copy_(value)
+            copied.append(key)
+    return copied
+
+
+def apply_init(name: str, module: nn.Module, arch: str, scale: int, root: Any = None) -> None:
+    """``default`` (PyTorch's), ``bicubic`` (for the archs in INITS), ``weights:PATH``
+    (a .safetensors file, relative to ``root``; tensors matched by name and shape), or
+    several joined by ``+``, applied in order."""
+    if name in ("", "default"):
+        return
+    if "+" in name:  # several, in order: "bicubic+weights:x2.safetensors"
+        for part in name.split("+"):
+            apply_init(part, module, arch, scale, root)
+        return
+    if name.startswith("weights:"):
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        path = Path(name[len("weights:") :])
+        if root is not None and not path.is_absolute():
+            path = Path(root) / path
+        if not path.is_file():
+            raise FileNotFoundError(f"init weights not found: {path}")
+        copied = load_partial(module, load_file(str(path)))
+        if not copied:
+            raise ValueError(f"no tensor of {path.name} fits {arch} x{scale}")
+        return
+    if name != "bicubic" or arch not in INITS:
+        raise ValueError(f"init {name!r} is not available for {arch}")
+    INITS[arch](module, scale)

@@ -41,6 +41,9 @@ from vsr.train.init import INITS, apply_init
 log = logging.getLogger("vsr")
 
 LOSSES = ("l1", "mse", "charbonnier")
+#: Architectures whose weights serve every scale (``scales`` in a recipe trains them on
+#: several at once, as the VDSR paper does); their modules have ``set_scale``.
+MULTI_SCALE_ARCHS = ("vdsr",)
 #: Checkpoint format: 1 (no "format" key) had no EMA/CUDA RNG; 2 adds them. Both resume.
 CHECKPOINT_FORMAT = 2
 
@@ -68,6 +71,7 @@ class TrainConfig:
     hparams: dict[str, str] = field(default_factory=dict)
     init: str = "default"
     ema: float = 0.0
+    scales: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         spec = get_spec(self.model)  # UnknownModelError (a UsageError) lists the known ones
@@ -91,10 +95,25 @@ class TrainConfig:
             raise UsageError(f"unknown loss {self.loss!r}", hint=f"use {', '.join(LOSSES)}")
         if not 0 <= self.ema < 1:
             raise UsageError(f"ema must be in [0, 1), not {self.ema}", hint="0.999 is usual")
-        if self.init not in ("", "default") and not (self.init == "bicubic" and spec.arch in INITS):
+
+        def known(part: str) -> bool:
+            if part.startswith("weights:"):
+                return len(part) > len("weights:")
+            return part == "bicubic" and spec.arch in INITS
+
+        parts = self.init.split("+")
+        if self.init not in ("", "default") and not all(known(p) for p in parts):
             raise UsageError(
                 f"init {self.init!r} is not available for {spec.arch}",
-                hint=f"use 'default', or 'bicubic' for {', '.join(INITS)}",
+                hint=f"use 'default', 'weights:PATH', or 'bicubic' for {', '.join(INITS)}",
+            )
+        for s in self.scales:
+            if s not in spec.scales:
+                raise UsageError(f"{spec.name} does not support scale {s} (in scales)")
+        if self.scales and spec.arch not in MULTI_SCALE_ARCHS:
+            raise UsageError(
+                f"{spec.name} keeps no scale-free weights: train one scale per recipe",
+                hint="scales is for models whose weights serve every scale (vdsr)",
             )
 
     @property
@@ -158,6 +177,12 @@ class TrainConfig:
                 ):
                     raise bad
                 value = tuple(value)
+            elif kind == "tuple[int, ...]":
+                if not isinstance(value, list | tuple) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in value
+                ):
+                    raise bad
+                value = tuple(value)
             elif kind == "dict[str, str]":
                 if not isinstance(value, dict) or not all(
                     isinstance(v, str | int | float) for v in value.values()
@@ -173,6 +198,7 @@ _KIND_WORDS = {
     "float": "a number",
     "str": "a string",
     "tuple[str, ...]": "a list of folder paths",
+    "tuple[int, ...]": "a list of integers",
     "dict[str, str]": "a table of strings",
 }
 
@@ -321,16 +347,27 @@ def train(
         torch.set_num_threads(cfg.threads)
     channels = cfg.channels
     spec = get_spec(cfg.model)
-    train_pairs = load_pairs(resolve_dirs(cfg.train_dirs, root), cfg.scale)
     val_sets = {
         Path(d).name: protocol.load_dataset(d, cfg.scale) for d in resolve_dirs(cfg.val_dirs, root)
     }
-    sampler = PatchSampler(
-        train_pairs, scale=cfg.scale, lr_patch=cfg.lr_patch, seed=cfg.seed, channels=channels
-    )
+    # one sampler per training scale; a multi-scale run (``scales``) takes them in turn
+    train_scales = cfg.scales or (cfg.scale,)
+    samplers = {
+        s: PatchSampler(
+            load_pairs(resolve_dirs(cfg.train_dirs, root), s),
+            scale=s,
+            lr_patch=cfg.lr_patch,
+            seed=cfg.seed + (s if cfg.scales else 0),
+            channels=channels,
+        )
+        for s in train_scales
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     module = spec.build(cfg.scale, None, dict(cfg.hparams))
-    apply_init(cfg.init, module, spec.arch, cfg.scale)
+    try:
+        apply_init(cfg.init, module, spec.arch, cfg.scale, root)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"init: {exc}") from None
     module.to(dev)
     opt = torch.optim.Adam(module.parameters(), lr=cfg.lr)
     ema = EMA(module, cfg.ema) if cfg.ema else None
@@ -344,7 +381,9 @@ def train(
         _check_resumed_config(state.get("config", {}), asdict(cfg))
         module.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        sampler.set_state(state["sampler"])
+        saved = state["sampler"]
+        for s, sampler in samplers.items():
+            sampler.set_state(saved[str(s)] if "multi" in saved else saved)
         torch.set_rng_state(state["torch_rng"])
         if dev.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], dev)
@@ -370,7 +409,11 @@ def train(
                 "model": module.state_dict(),
                 "opt": opt.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
-                "sampler": sampler.state(),
+                "sampler": (
+                    {"multi": 1, **{str(s): smp.state() for s, smp in samplers.items()}}
+                    if cfg.scales
+                    else samplers[cfg.scale].state()
+                ),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
                 "step": step,
@@ -387,7 +430,10 @@ def train(
     t0 = time.perf_counter()
     while step < cfg.iterations:
         module.train()
-        lr_np, hr_np = sampler.batch(cfg.batch_size)
+        s = train_scales[step % len(train_scales)]
+        if cfg.scales:
+            module.set_scale(s)  # type: ignore[operator]  # any_scale models have it
+        lr_np, hr_np = samplers[s].batch(cfg.batch_size)
         for g in opt.param_groups:
             g["lr"] = _lr_at(cfg, step)
         pred = module(torch.from_numpy(lr_np).to(dev))
@@ -402,6 +448,10 @@ def train(
         running = value if running is None else 0.98 * running + 0.02 * value
         bar.update(1)
         if step % cfg.val_every == 0 or step == cfg.iterations:
+            if cfg.scales:
+                module.set_scale(cfg.scale)  # type: ignore[operator]
+                if scored is not module:
+                    scored.set_scale(cfg.scale)  # type: ignore[operator]
             if first_val is not None:
                 p, _s = evaluate(
                     scored, val_sets[first_val], cfg.scale, channels=channels, device=dev

@@ -53,6 +53,13 @@ class VDSR(nn.Module):
         )
         self.hparams = {"scale": "any", "cubic": cubic}
 
+    def set_scale(self, scale: int) -> None:
+        """Serve another scale with the same weights (the upsampler holds no parameters)."""
+        if scale != self.scale:
+            self.scale = scale
+            device = next(self.parameters()).device
+            self.upsample = CubicUpsample(scale, self.upsample.cubic).to(device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = self.upsample(x)
         h = up
