@@ -492,6 +492,7 @@ def train(
         "device": str(dev),
         "machine": _machine(dev),
         "recipe": recipe,
+        "root": str(root),
         "config": asdict(cfg),
         "results": results,
         "history": history,
@@ -519,6 +520,31 @@ def _check_resumed_config(saved: dict[str, Any], now: dict[str, Any]) -> None:
         log.warning("resuming with a config that differs from the checkpoint's in %s", changed)
 
 
+def _earlier_stages(init: str, root: str | None) -> list[dict[str, Any]]:
+    """The training stages behind ``weights:F`` init files (from F's model card, if any):
+    recipe, iterations, seconds, machine, oldest first."""
+    stages: list[dict[str, Any]] = []
+    for part in init.split("+"):
+        if not part.startswith("weights:"):
+            continue
+        path = Path(part[len("weights:") :])
+        if root is not None and not path.is_absolute():
+            path = Path(root) / path
+        try:
+            card = json.loads(path.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            continue
+        stages += card.get("earlier_stages", [])
+        stages.append(
+            {
+                k: card[k]
+                for k in ("recipe", "iterations", "train_seconds", "machine", "initialisation")
+                if k in card
+            }
+        )
+    return stages
+
+
 def export_weights(
     module: nn.Module,
     cfg: TrainConfig,
@@ -530,6 +556,7 @@ def export_weights(
     """Write ``path`` (safetensors) and its model card ``path.with_suffix('.json')``."""
     meta: dict[str, str | int | float] = {"arch": get_spec(cfg.model).arch, "scale": cfg.scale}
     meta.update(getattr(module, "hparams", {}))
+    stages = _earlier_stages(cfg.init, report.get("root"))  # read before path is replaced
     path.parent.mkdir(parents=True, exist_ok=True)
     write_safetensors(path, module.state_dict(), meta)
     selection = (
@@ -539,7 +566,7 @@ def export_weights(
         else "the last iteration (no validation folder)"
     )
     card: dict[str, Any] = {
-        "name": f"{cfg.model}_x{cfg.scale}",
+        "name": cfg.model if cfg.scales else f"{cfg.model}_x{cfg.scale}",
         "architecture": cfg.model,
         "scale": cfg.scale,
         "parameters": sum(p.numel() for p in module.parameters()),
@@ -556,6 +583,10 @@ def export_weights(
         "border of `scale` pixels shaved; bicubic measured with the same code",
         "metrics": report["results"],
     }
+    if cfg.scales:
+        card["scales"] = list(cfg.scales)
+    if stages:
+        card["earlier_stages"] = stages
     if cfg.ema:
         card["ema"] = cfg.ema
     if cfg.channels == 3:
