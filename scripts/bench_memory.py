@@ -1,0 +1,105 @@
+"""Peak memory of ``vsr run`` against video length: it must not grow with the length.
+
+    python scripts/bench_memory.py [--size 640x360] [--frames 60 240 960] [-m espcn -x 3]
+                                   [--device auto] [--json]
+
+For each length a synthetic clip (with audio) is made, then ``vsr run`` upscales it in a
+fresh process; the peak resident set size of that process (``ru_maxrss``) and, on CUDA,
+``torch.cuda.max_memory_allocated`` are reported beside the bound the pipeline documents:
+two channels of ``queue_size`` items, each at most one decoded plus one upscaled frame
+(docs/architecture.md, "Memory").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys
+from pathlib import Path
+import torch
+from vsr.config import RunConfig
+from vsr.pipeline.engine import run
+clip, out, model, scale, device = sys.argv[1:6]
+report = run(RunConfig(input=Path(clip), output=Path(out), model=model, scale=int(scale),
+                       device=device, overwrite=True, quiet=True))
+on_gpu = torch.cuda.is_available() and "cuda" in report.device
+gpu = torch.cuda.max_memory_allocated() if on_gpu else None
+print(json.dumps({"frames": report.frames_out, "fps": report.fps,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "gpu_peak_mib": None if gpu is None else gpu / 2**20}))
+"""
+
+
+def frame_bytes(w: int, h: int, scale: int) -> int:
+    """One decoded yuv420p frame plus its upscaled version, 8-bit."""
+    return w * h * 3 // 2 + (w * scale) * (h * scale) * 3 // 2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--size", default="640x360")
+    ap.add_argument("--frames", type=int, nargs="+", default=[60, 240, 960])
+    ap.add_argument("-m", "--model", default="espcn")
+    ap.add_argument("-x", "--scale", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    from vsr.config import RunConfig
+    from vsr.media.sample import make_sample_clip
+
+    queue = RunConfig(input=Path("x")).queue_size
+    bound = 2 * queue * frame_bytes(w, h, args.scale) / 2**20
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.frames:
+            clip = make_sample_clip(
+                Path(tmp) / f"clip{n}.mp4", width=w, height=h, frames=n, rate=Fraction(30)
+            )
+            proc = subprocess.run(
+                [sys.executable, "-c", CHILD, str(clip), str(Path(tmp) / "out.mp4"),
+                 args.model, str(args.scale), args.device],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                sys.exit(f"vsr run failed on {n} frames: {proc.stderr.strip().splitlines()[-1]}")
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            row["length"] = n
+            rows.append(row)
+            gpu = row["gpu_peak_mib"]
+            print(
+                f"{n:5d} frames: peak RSS {row['peak_rss_mib']:7.1f} MiB"
+                + (f", GPU peak {gpu:7.1f} MiB" if gpu is not None else ""),
+                file=sys.stderr,
+            )
+    growth = rows[-1]["peak_rss_mib"] - rows[0]["peak_rss_mib"]
+    result = {
+        "size": [w, h],
+        "model": args.model,
+        "scale": args.scale,
+        "queue_size": queue,
+        "frame_bound_mib": round(bound, 1),
+        "runs": rows,
+        "rss_growth_mib": round(growth, 1),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"queued-frame bound: {bound:.1f} MiB (2 channels x {queue} items x one LR + one HR "
+            f"frame); peak RSS grew {growth:+.1f} MiB from {args.frames[0]} to "
+            f"{args.frames[-1]} frames"
+        )
+
+
+if __name__ == "__main__":
+    main()
