@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vsr.errors import Interrupted, StageError, VsrError
+from vsr.errors import InputNotFoundError, Interrupted, StageError, VsrError
 
 app = typer.Typer(
     add_completion=False,
@@ -399,6 +399,75 @@ def eval_command(
             file=sys.stderr,
         ) as bar:
             report = execute_eval(prepared, progress=bar.update)
+        print(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+
+    _guard(job, debug=debug)
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option("-m", "--model", help="Model name.")] = "espcn",
+    scale: Annotated[int, typer.Option("-x", "-s", "--scale", help="Upscaling factor.")] = 3,
+    size: Annotated[
+        str, typer.Option("--size", help="Synthetic input size, WIDTHxHEIGHT.")
+    ] = "640x360",
+    frames: Annotated[int, typer.Option("--frames", help="Frames of the synthetic clip.")] = 120,
+    input: Annotated[
+        Path | None, typer.Option("--input", help="A real clip instead of the synthetic one.")
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb)."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto, fp32, fp16 or bf16.")
+    ] = "auto",
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Frames per model batch (default: 1 on CPU, 8 on GPU)."),
+    ] = None,
+    codec: Annotated[str, typer.Option("--codec", help="Video encoder.")] = "libx264",
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="Encoder preset (default: veryfast).")
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", help="End-to-end runs; the median is reported.")
+    ] = 1,
+    no_matmul: Annotated[
+        bool, typer.Option("--no-matmul", help="Skip measuring the float32 matmul rate.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Model-stage-only and end-to-end fps, per-stage busy share and the bottleneck,
+    on a synthetic clip (or --input), with the device's float32 matmul rate beside."""
+    _setup_logging(quiet=as_json, debug=debug)
+
+    def job() -> None:
+        from vsr.bench import BenchConfig, parse_size
+        from vsr.bench import bench as run_bench
+
+        cfg = BenchConfig(
+            model=model,
+            scale=scale,
+            size=parse_size(size),
+            frames=frames,
+            input=input,
+            weights=weights,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            codec=codec,
+            preset=preset,
+            repeats=repeats,
+            matmul=not no_matmul,
+        )
+        if input is not None and not input.exists():
+            raise InputNotFoundError(f"input not found: {input}")
+        report = run_bench(cfg)
         print(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
 
     _guard(job, debug=debug)
