@@ -118,6 +118,14 @@ def run(
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto).")
     ] = None,
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            "--devices",
+            help="Several devices, one model stage each, comma-separated (cuda:0,cuda:1); "
+            "frames are dispatched to them and written in order.",
+        ),
+    ] = None,
     precision: Annotated[
         str | None,
         typer.Option(
@@ -128,6 +136,14 @@ def run(
     batch_size: Annotated[
         int | None,
         typer.Option("--batch-size", help="Frames per model batch (default: 1 on CPU, 8 on GPU)."),
+    ] = None,
+    compile_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--compile",
+            help="torch.compile the network: off, default, or reduce-overhead (CUDA graphs) "
+            "(default: off).",
+        ),
     ] = None,
     backend: Annotated[
         str | None,
@@ -181,8 +197,12 @@ def run(
             "scale": scale,
             "weights": weights,
             "device": device,
+            "devices": tuple(d.strip() for d in devices.split(",") if d.strip())
+            if devices is not None
+            else None,
             "precision": precision,
             "batch_size": batch_size,
+            "compile": compile_mode,
             "backend": backend,
             "tile": tile,
             "tile_overlap": tile_overlap,

@@ -18,12 +18,16 @@ class RunConfig:
     scale: int = 3
     weights: Path | None = None
     device: str = "auto"
+    # Several devices, one model stage each ("cuda:0", "cuda:1"); () uses ``device``.
+    # "cpu" may repeat (tests; splitting the CPU cores between stages).
+    devices: tuple[str, ...] = ()
     precision: str = "auto"
     batch_size: int | None = None  # None: the backend's default (1 on CPU, 8 on GPU)
     backend: str = "torch"  # or "opencv": cv2.dnn_superres on a .pb, the reference
     tile: int = 0  # core tile size in LR pixels; 0: whole frames
     tile_overlap: int | None = None  # LR pixels of context per tile side; None: 16
     self_ensemble: bool = False  # x8 geometric self-ensemble
+    compile: str = "off"  # torch.compile: "off", "default" or "reduce-overhead" (CUDA graphs)
     codec: str = "libx264"
     crf: int | None = None
     preset: str | None = None
@@ -75,6 +79,8 @@ def make_config(flags: dict[str, Any], config_file: Path | None = None) -> RunCo
     merged.update({k: v for k, v in flags.items() if v is not None})
     if "input" not in merged:
         raise UsageError("no input given")
+    if isinstance(merged.get("devices"), list):  # TOML arrays
+        merged["devices"] = tuple(merged["devices"])
     try:
         cfg = RunConfig(**merged)
     except TypeError as exc:
@@ -85,17 +91,70 @@ def make_config(flags: dict[str, Any], config_file: Path | None = None) -> RunCo
         raise UsageError(f"batch size must be at least 1, got {cfg.batch_size}")
     if cfg.crf is not None and not 0 <= cfg.crf <= 63:
         raise UsageError(f"crf must be between 0 and 63, got {cfg.crf}")
+    check_compile(cfg.compile, backend=cfg.backend)
     check_inference_options(
         backend=cfg.backend,
         tile=cfg.tile,
         tile_overlap=cfg.tile_overlap,
         self_ensemble=cfg.self_ensemble,
     )
+    check_devices(cfg.devices, backend=cfg.backend, device=cfg.device)
     return cfg
+
+
+def device_key(name: str) -> str:
+    """A device name as ``type:index`` (``cuda`` -> ``cuda:0``), to spot one listed twice."""
+    kind, _, index = name.strip().lower().partition(":")
+    return f"{kind}:{index or 0}"
+
+
+def check_devices(devices: object, *, backend: str, device: str = "auto") -> None:
+    """Raise UsageError for a bad ``devices`` list: not a list of names, with the opencv
+    backend or with ``device``, ``auto`` in it, or a device listed twice (only ``cpu``
+    may repeat: several CPU stages share the cores). Whether each device exists is
+    checked when the backends are made (``vsr.backends.device.resolve_device``)."""
+    if isinstance(devices, list):
+        devices = tuple(devices)
+    if devices == ():
+        return
+    if not isinstance(devices, tuple) or not all(isinstance(d, str) for d in devices):
+        raise UsageError(
+            f"devices must be a list of device names, got {devices!r}",
+            hint='for example devices = ["cuda:0", "cuda:1"]',
+        )
+    if backend == "opencv":
+        raise UsageError("--devices needs the torch backend", hint="drop it or use --backend torch")
+    if device != "auto":
+        raise UsageError(
+            "give --device or --devices, not both", hint="--devices lists every device to use"
+        )
+    seen: set[str] = set()
+    for name in devices:
+        key = device_key(name)
+        if key == "auto:0":
+            raise UsageError(
+                "--devices takes device names, not auto", hint="use cpu, cuda:N or mps"
+            )
+        if key in seen and not key.startswith("cpu:"):
+            raise UsageError(
+                f"device {name!r} is listed twice in --devices",
+                hint="one model stage per device; only cpu may repeat",
+            )
+        seen.add(key)
 
 
 BACKENDS = ("torch", "opencv")
 SMALLEST_TILE = 8  # what --tile accepts (out-of-memory recovery stops at 16)
+#: ``compile`` values: eager, ``torch.compile(module)``, and its CUDA-graph mode.
+COMPILE_MODES = ("off", "default", "reduce-overhead")
+
+
+def check_compile(mode: object, *, backend: str = "torch") -> None:
+    """Raise UsageError for an unknown compile mode, or one asked of the opencv backend."""
+    if mode not in COMPILE_MODES:
+        raise UsageError(f"unknown compile mode {mode!r}", hint=f"use {', '.join(COMPILE_MODES)}")
+    if mode != "off" and backend == "opencv":
+        raise UsageError("--compile needs the torch backend", hint="drop it or use --backend torch")
 
 
 def check_inference_options(

@@ -12,6 +12,7 @@ deletes it, so a failed or interrupted run never leaves a partial file at the ou
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -29,12 +30,42 @@ from vsr.media.frame import PLANAR_FORMATS, Frame
 from vsr.media.probe import MediaInfo, describe_av_error, open_input
 from vsr.media.reader import Packet, planar_format
 
-__all__ = ["KNOWN_ENCODERS", "Writer", "encoder_available", "to_av_frame"]
+__all__ = [
+    "AUTO_CODECS",
+    "KNOWN_ENCODERS",
+    "Writer",
+    "encoder_available",
+    "nvenc_options",
+    "resolve_codec",
+    "to_av_frame",
+]
 
 log = logging.getLogger("vsr")
 
 #: Video encoders the writer knows how to configure (others get generic options).
 KNOWN_ENCODERS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc")
+#: ``codec`` values resolved per run: (NVENC encoder tried on CUDA, software fallbacks).
+AUTO_CODECS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "auto": ("h264_nvenc", ("libx264",)),
+    "auto-hevc": ("hevc_nvenc", ("libx265", "libx264")),
+}
+#: x264/x265 preset names -> NVENC presets (p1 fastest ... p7 best); p1..p7 and NVENC's
+#: own names (``hq``, ``ll``, ``lossless``...) pass through as they are.
+NVENC_PRESETS = {
+    "ultrafast": "p1",
+    "superfast": "p1",
+    "veryfast": "p2",
+    "faster": "p3",
+    "fast": "p3",
+    "medium": "p4",
+    "slow": "p5",
+    "slower": "p6",
+    "veryslow": "p7",
+    "placebo": "p7",
+}
+#: NVENC's ``cq`` when ``auto`` picked it and no crf was given: the software encoder's
+#: default crf (x264 23, x265 28), so that ``auto`` keeps a comparable quality.
+NVENC_DEFAULT_CQ = {"h264_nvenc": 23, "hevc_nvenc": 28}
 
 _AUDIO_FALLBACK = {"webm": "libopus"}  # everything else: aac
 # Text subtitles are converted to the container's own text codec when it refuses theirs.
@@ -74,8 +105,61 @@ def encoder_available(codec: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=16)
+def encoder_opens(codec: str, pix_fmt: str = "yuv420p") -> bool:
+    """Whether ``codec`` really opens here for ``pix_fmt`` (a tiny 256x256 encoder is
+    opened and dropped): hardware encoders need their device and driver, which
+    :func:`encoder_available` cannot tell. Cached per process."""
+    if not encoder_available(codec):
+        return False
+    try:
+        ctx: Any = av.CodecContext.create(codec, "w")
+        ctx.width = ctx.height = 256
+        ctx.pix_fmt = pix_fmt
+        ctx.time_base = Fraction(1, 25)
+        ctx.framerate = Fraction(25)
+        ctx.open()
+    except Exception as exc:  # any failure means "not usable here"
+        log.debug("encoder %s (%s) does not open: %s", codec, pix_fmt, exc)
+        return False
+    return True
+
+
+def _on_cuda(device: str) -> bool:
+    name = device.strip().lower()
+    if name == "auto":
+        try:
+            import torch
+        except ImportError:
+            return False
+        return bool(torch.cuda.is_available())
+    return name.startswith("cuda")
+
+
+def resolve_codec(codec: str, *, device: str = "auto", pix_fmt: str | None = None) -> str:
+    """The encoder to use for ``codec``: itself, or for ``auto`` (``auto-hevc``)
+    ``h264_nvenc`` (``hevc_nvenc``) when ``device`` is CUDA (``auto``: CUDA when torch
+    sees a GPU) and that encoder opens here for ``pix_fmt``'s bit depth, else
+    ``libx264`` (``libx265``, else ``libx264``)."""
+    if codec not in AUTO_CODECS:
+        return codec
+    nvenc, fallbacks = AUTO_CODECS[codec]
+    # the format _choose_pix_fmt would hand NVENC: p010le for 10-bit, else 4:4:4 or 4:2:0
+    wanted = pix_fmt or "yuv420p"
+    if PLANAR_FORMATS.get(wanted, (8, 1, 1))[0] > 8:
+        probe_fmt = "p010le"
+    else:
+        probe_fmt = "yuv444p" if wanted == "yuv444p" else "yuv420p"
+    if _on_cuda(device) and encoder_opens(nvenc, probe_fmt):
+        return nvenc
+    return next((c for c in fallbacks if encoder_available(c)), fallbacks[-1])
+
+
 def check_encoder(codec: str) -> None:
-    """Raise UsageError (exit 2) when this FFmpeg build has no encoder ``codec``."""
+    """Raise UsageError (exit 2) when this FFmpeg build has no encoder ``codec``
+    (for ``auto``: not even its software fallback)."""
+    if codec in AUTO_CODECS:
+        codec = resolve_codec(codec, device="cpu")
     if not encoder_available(codec):
         known = ", ".join(c for c in KNOWN_ENCODERS if encoder_available(c))
         raise UsageError(
@@ -143,10 +227,7 @@ def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[st
             else:
                 opts["cpu-used"] = preset
     elif codec.endswith("_nvenc"):
-        if crf is not None:
-            opts.update({"rc": "vbr", "cq": str(crf), "b": "0"})
-        if preset is not None:
-            opts["preset"] = preset
+        opts.update(nvenc_options(crf, preset))
     else:  # libx264, libx265, libsvtav1 and most others
         if crf is not None:
             opts["crf"] = str(crf)
@@ -162,6 +243,18 @@ def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[st
         if codec == "libsvtav1":
             opts.setdefault("preset", "10")
             opts["svtav1-params"] = "progress=0"
+    return opts
+
+
+def nvenc_options(crf: int | None, preset: str | None) -> dict[str, str]:
+    """NVENC options for x264-style ``crf``/``preset``: constant quality ``cq`` (VBR with
+    no bitrate cap; NVENC takes 1..51, 0 would mean "automatic") and presets p1..p7
+    (:data:`NVENC_PRESETS`)."""
+    opts: dict[str, str] = {}
+    if crf is not None:
+        opts.update({"rc": "vbr", "cq": str(min(51, max(1, int(crf)))), "b": "0"})
+    if preset is not None:
+        opts["preset"] = NVENC_PRESETS.get(preset.lower(), preset)
     return opts
 
 
@@ -258,7 +351,10 @@ class Writer:
         source: the probed source.
         source_path: the source file (opened again here, header only).
         width, height: the output size before the even-size rule.
-        codec: video encoder name (``libx264`` by default).
+        codec: video encoder name (``libx264`` by default), or ``auto`` / ``auto-hevc``:
+            NVENC when ``device`` is CUDA and the encoder opens, else libx264 / libx265
+            (see :func:`resolve_codec`); ``self.codec`` is the encoder chosen.
+        device: the model's device, for ``auto`` (``"auto"``: CUDA when torch sees one).
         crf, preset: quality/speed, in the encoder's own terms (``None``: its default).
         pix_fmt: encoded pixel format; ``None`` keeps the source's (10-bit stays 10-bit
             where the encoder supports it, else falls back with a warning).
@@ -288,6 +384,7 @@ class Writer:
         subtitles: bool = True,
         threads: int = 0,
         options: dict[str, str] | None = None,
+        device: str = "auto",
     ) -> None:
         self.path = Path(output)
         self.tmp_path = self.path.with_name(
@@ -304,13 +401,18 @@ class Writer:
         self._pts_fixes = 0
         self._routes: dict[int, Any] = {}
 
-        check_encoder(codec)
+        check_encoder(codec)  # for auto: its software fallback
         wanted = pix_fmt or planar_format(source.video.pix_fmt)
         if wanted not in PLANAR_FORMATS:
             raise EncoderError(
                 f"pixel format {wanted!r} is not supported for output",
                 hint=f"use one of: {', '.join(PLANAR_FORMATS)}",
             )
+        if codec in AUTO_CODECS:
+            asked, codec = codec, resolve_codec(codec, device=device, pix_fmt=wanted)
+            log.info("codec %s: encoding with %s", asked, codec)
+            if crf is None and codec in NVENC_DEFAULT_CQ:
+                crf = NVENC_DEFAULT_CQ[codec]
         #: the format handed to the encoder (frames in another format are converted)
         self.pix_fmt = _choose_pix_fmt(codec, wanted)
         self.width, self.height = self.output_size(width, height, self.pix_fmt)

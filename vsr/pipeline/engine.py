@@ -3,21 +3,28 @@
 reader thread -> [bounded channel] -> model thread -> [bounded channel] -> writer thread.
 Audio and subtitle packets travel in demux order through the same channels (the model
 stage passes them on in place around its batches), so the writer receives everything
-already in time order and memory stays bounded by the channel sizes.
+already in time order and memory stays bounded by the channel sizes. With several
+devices (``RunConfig.devices``) the model thread is replaced by the multi-device stage of
+``vsr.pipeline.multi`` (dispatch, one thread per device, reorder).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
+from vsr.backends.device import resolve_device
 from vsr.backends.torch_backend import TorchBackend
-from vsr.config import RunConfig
+from vsr.config import RunConfig, check_devices, device_key
 from vsr.errors import InputNotFoundError, MediaError, OutputExistsError, UsageError
 from vsr.media.frame import ColorInfo, Frame
 from vsr.media.probe import MediaInfo, probe
@@ -25,6 +32,7 @@ from vsr.media.reader import Reader
 from vsr.media.writer import Writer, check_encoder
 from vsr.models.registry import LoadedModel, load_model
 from vsr.pipeline.channel import Channel
+from vsr.pipeline.multi import add_multi_device_stage, batches, emit, stage_names, upscale_batch
 from vsr.pipeline.runner import Runner
 
 if TYPE_CHECKING:
@@ -91,33 +99,9 @@ def _model_stage(
     counts: dict[str, int],
 ) -> None:
     """Batch frames; pass packets on in their place relative to the frames."""
-    pending: list[object] = []
-    frames: list[Frame] = []
-    shape: tuple[int, int, str] | None = None
-
-    def flush() -> None:
-        upscaled = iter(upscale(frames) if frames else ())
-        for item in pending:
-            out.put(next(upscaled) if isinstance(item, Frame) else item)
-        counts["model"] += len(frames)
-        pending.clear()
-        frames.clear()
-
-    for item in inp:
-        pending.append(item)
-        if isinstance(item, Frame):
-            if shape is None:
-                shape = (item.width, item.height, item.pix_fmt)
-            elif (item.width, item.height, item.pix_fmt) != shape:
-                raise MediaError(
-                    f"frame {item.index} is {item.width}x{item.height} {item.pix_fmt}, "
-                    f"the stream started as {shape[0]}x{shape[1]} {shape[2]}",
-                    hint="vsr does not support size or format changes inside a stream",
-                )
-            frames.append(item)
-            if len(frames) >= batch_size:
-                flush()
-    flush()
+    for batch in batches(inp, batch_size):
+        emit(batch, upscale_batch(upscale, batch), out)
+        counts["model"] += len(batch.frames)
     out.close()
 
 
@@ -129,8 +113,13 @@ class Job:
     out_path: Path
     info: MediaInfo
     model: LoadedModel
-    backend: TorchBackend | OpenCVBackend
+    backend: TorchBackend | OpenCVBackend  # the first of ``backends``
     out_size: tuple[int, int]
+    backends: list[TorchBackend | OpenCVBackend] = field(default_factory=list)  # one per device
+
+    def __post_init__(self) -> None:
+        if not self.backends:
+            self.backends = [self.backend]
 
     @property
     def total_frames(self) -> int | None:
@@ -144,17 +133,20 @@ def prepare(cfg: RunConfig) -> Job:
     cannot be read). Nothing is written.
     """
     out_path = check_paths(cfg)
+    check_devices(cfg.devices, backend=cfg.backend, device=cfg.device)
     check_encoder(cfg.codec)
     info = probe(cfg.input)
     video = info.video
     if cfg.backend == "opencv":
         check_opencv_options(cfg, bit_depth=video.bit_depth)
+    for name in cfg.devices:  # unknown or missing devices before loading anything
+        resolve_device(name)
     model = load_model(cfg.model, cfg.scale, weights=cfg.weights)
-    backend = make_backend(cfg, model, video.color, bit_depth=video.bit_depth)
+    backends = make_backends(cfg, model, video.color, bit_depth=video.bit_depth)
     out_size = Writer.output_size(
         video.width * cfg.scale, video.height * cfg.scale, cfg.pix_fmt or video.pix_fmt
     )
-    return Job(cfg, out_path, info, model, backend, out_size)
+    return Job(cfg, out_path, info, model, backends[0], out_size, backends)
 
 
 def check_opencv_options(cfg: RunConfig, *, bit_depth: int) -> None:
@@ -175,10 +167,38 @@ def check_opencv_options(cfg: RunConfig, *, bit_depth: int) -> None:
         )
 
 
-def make_backend(
+def make_backends(
     cfg: RunConfig, model: LoadedModel, color: ColorInfo, *, bit_depth: int = 8
+) -> list[TorchBackend | OpenCVBackend]:
+    """One backend per entry of ``cfg.devices`` (or the one ``make_backend`` makes).
+
+    Each backend gets its own copy of the network (moving a module to a device moves it
+    in place). Several ``cpu`` entries share the cores: each gets ``cores // n`` threads
+    (torch's thread count is per process, so they all run with that count).
+    """
+    if not cfg.devices:
+        return [make_backend(cfg, model, color, bit_depth=bit_depth)]
+    n_cpu = sum(device_key(d).startswith("cpu:") for d in cfg.devices)
+    threads = max(1, (os.cpu_count() or 1) // n_cpu) if n_cpu > 1 else None
+    # Copy before any backend moves (or converts) the original module.
+    models = [model] + [replace(model, module=copy.deepcopy(model.module)) for _ in cfg.devices[1:]]
+    return [
+        make_backend(cfg, m, color, bit_depth=bit_depth, device=d, threads=threads)
+        for m, d in zip(models, cfg.devices, strict=True)
+    ]
+
+
+def make_backend(
+    cfg: RunConfig,
+    model: LoadedModel,
+    color: ColorInfo,
+    *,
+    bit_depth: int = 8,
+    device: str | None = None,
+    threads: int | None = None,
 ) -> TorchBackend | OpenCVBackend:
-    """The backend ``cfg.backend`` names, for a stream with ``color`` and ``bit_depth``.
+    """The backend ``cfg.backend`` names, for a stream with ``color`` and ``bit_depth``,
+    on ``device`` (default ``cfg.device``) with ``threads`` CPU threads (default: all).
 
     Raises UsageError (options the backend lacks), DeviceError, WeightsError.
     """
@@ -190,12 +210,14 @@ def make_backend(
         return OpenCVBackend(model, weights=cfg.weights, color=color)
     return TorchBackend(
         model,
-        device=cfg.device,
+        device=cfg.device if device is None else device,
         precision=cfg.precision,
+        threads=threads,
         color=color,
         tile=cfg.tile,
         tile_overlap=cfg.tile_overlap,
         self_ensemble=cfg.self_ensemble,
+        compile=cfg.compile,
     )
 
 
@@ -215,7 +237,8 @@ def execute(
     progress: Callable[[int], None] | None = None,
     fault: str | None = None,
 ) -> RunReport:
-    """Upscale ``job.cfg.input`` into ``job.out_path`` with three threads.
+    """Upscale ``job.cfg.input`` into ``job.out_path`` with three threads (with several
+    backends: reader, dispatch, one per device, reorder, writer).
 
     Raises StageError (a stage failed: the partial output is removed) and Interrupted.
     ``fault`` names a stage to fail on purpose (tests of fault handling).
@@ -243,14 +266,25 @@ def execute(
                 decoded.put(item)
         decoded.close()
 
-    def upscale(frames: list[Frame]) -> list[Frame]:
-        if counts["model"] >= 1:
-            inject("model")
-        return backend.upscale(frames)
+    def upscaler(b: TorchBackend | OpenCVBackend) -> Callable[[list[Frame]], list[Frame]]:
+        # With several GPUs each worker thread makes its backend's GPU the current one
+        # (for anything that allocates on the current device rather than on b.device).
+        gpu = None
+        if len(job.backends) > 1 and isinstance(b, TorchBackend) and b.device.type == "cuda":
+            gpu = b.device
+
+        def upscale(frames: list[Frame]) -> list[Frame]:
+            if counts["model"] >= 1:
+                inject("model")
+            with torch.cuda.device(gpu) if gpu is not None else contextlib.nullcontext():
+                return b.upscale(frames)
+
+        return upscale
+
+    batch_size = cfg.batch_size or backend.default_batch_size
 
     def model_stage() -> None:
-        batch = cfg.batch_size or backend.default_batch_size
-        _model_stage(upscale, decoded, upscaled, batch, counts)
+        _model_stage(upscaler(backend), decoded, upscaled, batch_size, counts)
 
     def writer_stage() -> None:
         writer = Writer(
@@ -264,6 +298,7 @@ def execute(
             preset=cfg.preset,
             pix_fmt=cfg.pix_fmt,
             audio=cfg.audio,
+            device=cfg.devices[0] if cfg.devices else cfg.device,
         )
         try:
             for item in upscaled:
@@ -286,7 +321,13 @@ def execute(
             writer.abort()  # no-op after a successful close
 
     runner.add("reader", reader_stage, outputs=[decoded])
-    runner.add("model", model_stage, inputs=[decoded], outputs=[upscaled])
+    if len(job.backends) > 1:
+        n = len(job.backends)
+        names = stage_names(cfg.devices if len(cfg.devices) == n else [str(i) for i in range(n)])
+        workers = [(name, upscaler(b)) for name, b in zip(names, job.backends, strict=True)]
+        add_multi_device_stage(runner, workers, decoded, upscaled, batch_size, counts)
+    else:
+        runner.add("model", model_stage, inputs=[decoded], outputs=[upscaled])
     runner.add("writer", writer_stage, inputs=[upscaled])
     t0 = time.perf_counter()
     runner.run()
@@ -301,7 +342,7 @@ def execute(
         model=cfg.model,
         scale=cfg.scale,
         weights=model.source,
-        device=backend.description,
+        device=", ".join(b.description for b in job.backends),
         input_size=(video.width, video.height),
         output_size=(out_w, out_h),
         frames_in=counts["reader"],
