@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -555,6 +556,13 @@ class TorchBackend:
             if self.spec.channels == 1 and not self.spec.planewise:
                 pending.append(self._start_host(self.run_model(y), peak))
                 del y
+                if self.device.type == "cpu":
+                    cu, cv = (self._chroma_cpu([f.planes[k] for f in frames], peak) for k in (1, 2))
+                    luma = self._finish_host(pending.pop(), np_dtype)
+                    return [
+                        Frame(f.index, f.pts, f.time_base, (luma[i], cu[i], cv[i]), f.pix_fmt)
+                        for i, f in enumerate(frames)
+                    ]
                 for k in (1, 2):
                     c = self._to_device([f.planes[k] for f in frames], peak)
                     pending.append(self._start_host(self.chroma_resize(c), peak))
@@ -579,6 +587,19 @@ class TorchBackend:
             Frame(f.index, f.pts, f.time_base, (ys[i], us[i], vs[i]), f.pix_fmt)
             for i, f in enumerate(frames)
         ]
+
+    def _chroma_cpu(self, planes: list[np.ndarray], peak: float) -> list[np.ndarray]:
+        """Chroma on the CPU: OpenCV's bicubic (``INTER_CUBIC``, a = -0.75, replicated
+        borders) straight on the integer planes, the kernel ``chroma_resize`` computes in
+        float (within one code value of it), about eight times faster on the CPU."""
+        out = []
+        for plane in planes:
+            h, w = plane.shape
+            up = cv2.resize(plane, (w * self.scale, h * self.scale), interpolation=cv2.INTER_CUBIC)
+            if plane.dtype == np.uint16:
+                np.minimum(up, np.uint16(peak), out=up)  # 10-bit: cubic overshoots 1023
+            out.append(up)
+        return out
 
     def _run_rgb(
         self, y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, bit_depth: int
