@@ -6,8 +6,8 @@
 For each length a synthetic clip (with audio) is made, then ``vsr run`` upscales it in a
 fresh process; the peak resident set size of that process (``ru_maxrss``) and, on CUDA,
 ``torch.cuda.max_memory_allocated`` are reported beside the bound the pipeline documents:
-two channels of ``queue_size`` items, each at most one decoded plus one upscaled frame
-(docs/architecture.md, "Memory").
+``(queue_size + batch) x (one decoded + one upscaled frame)`` (docs/architecture.md,
+"Memory"; batch 1, the CPU default).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main() -> None:
     from vsr.media.sample import make_sample_clip
 
     queue = RunConfig(input=Path("x")).queue_size
-    bound = 2 * queue * frame_bytes(w, h, args.scale) / 2**20
+    bound = (queue + 1) * frame_bytes(w, h, args.scale) / 2**20
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.frames:
@@ -95,8 +95,8 @@ def main() -> None:
         print(json.dumps(result, indent=2))
     else:
         print(
-            f"queued-frame bound: {bound:.1f} MiB (2 channels x {queue} items x one LR + one HR "
-            f"frame); peak RSS grew {growth:+.1f} MiB from {args.frames[0]} to "
+            f"frames-in-flight bound: {bound:.1f} MiB (({queue} + 1) x one LR + one HR frame); "
+            f"peak RSS grew {growth:+.1f} MiB from {args.frames[0]} to "
             f"{args.frames[-1]} frames"
         )
 
