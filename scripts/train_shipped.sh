@@ -21,5 +21,5 @@ lane espcn_x3:espcn_x3 espcn_x2:espcn_x2 espcn_x4:espcn_x4 \
   srcnn_x3:srcnn_x3 edsr_x3:edsr_x3 &
 lane fsrcnn_x3:fsrcnn_x3 fsrcnn_x2:fsrcnn_x2 fsrcnn_x4:fsrcnn_x4 \
   edsr_x2:edsr_x2 lapsrn_x2:lapsrn_x2 lapsrn_x4:lapsrn_x4 lapsrn_x8:lapsrn_x8 \
-  vdsr:vdsr edsr_x4:edsr_x4 espcn_x3_mse:espcn_x3 &
+  vdsr:vdsr edsr_x4:edsr_x4 &
 wait
