@@ -324,6 +324,9 @@ def test_ctrl_c_exits_130_quickly_and_leaves_nothing(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A shell starts background jobs with SIGINT ignored, and children inherit that:
+        # give the run the default disposition, as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until the writer has created its temp file
