@@ -105,8 +105,9 @@ class AvSink:
         options: dict[str, str] = {}
         if self.format == "mp4":
             options["movflags"] = "+frag_keyframe+empty_moov+default_base_moof"
-        if self.format in ("mpegts", "rtp_mpegts") and "://" in target:
-            options["flush_packets"] = "1"
+        # Every packet goes out at once: no ~1 s bursts on the network, and a recording
+        # on disk is as complete as the stream so far if the process is killed.
+        options["flush_packets"] = "1"
         try:
             if target.startswith("-"):
                 self._out = av.open(sys.stdout.buffer, "w", format=self.format, options=options)

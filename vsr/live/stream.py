@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -160,20 +161,26 @@ def stream(
         audio=cfg.audio,
     )
     up = upscaler or make_upscaler(cfg)
-    if upscaler is None:
-        warm_up(up)
+    w0 = time.monotonic()
+    warm_up(up)
+    warm = time.monotonic() - w0  # the first guess of the time a frame takes
     finish = finish or threading.Event()  # graceful: stop capture, drain, close sinks
     abort = threading.Event()  # an error: every stage stops now
     stats = LiveStats()
     frames: LatestQueue[LiveFrame] = LatestQueue(cfg.queue_size or 8, abort, keep_all=cfg.keep_all)
-    upscaled: LatestQueue[tuple[Frame, float]] = LatestQueue(16, abort, keep_all=True)
+    upscaled: LatestQueue[tuple[Frame, float, float]] = LatestQueue(16, abort, keep_all=True)
     ctrl: queue.Queue[SourceInfo | AudioChunk | None] = queue.Queue()
     errors: list[tuple[str, BaseException]] = []
-    state: dict[str, Any] = {"info": None, "stopped": "end"}
+    state: dict[str, Any] = {"info": None, "stopped": "end", "ema": warm}
     max_latency = cfg.max_latency_ms / 1000
 
     def guarded(name: str, fn: Callable[[], None]) -> Callable[[], None]:
         def main() -> None:
+            # Signals go to the main thread only (it turns them into a clean finish);
+            # threads FFmpeg and x264 start from here inherit the mask, so no write of
+            # theirs is cut short by Ctrl-C.
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             try:
                 fn()
             except Stopped:
@@ -220,12 +227,15 @@ def stream(
                     t_wait += time.perf_counter() - w0
                 while stats.reconnects < src.reconnects:
                     stats.reconnected()
-                if not cfg.keep_all and time.monotonic() - item.captured > max_latency:
+                picked = time.monotonic()
+                # Late: it could not reach the sinks within max_latency, counting the
+                # time upscaling and writing take now (a moving average).
+                if not cfg.keep_all and picked - item.captured + state["ema"] > max_latency:
                     stats.dropped(late=True)
                     continue
                 (out,) = up.upscale([item.frame])
                 w0 = time.perf_counter()
-                upscaled.put((out, item.captured))
+                upscaled.put((out, item.captured, picked))
                 t_wait += time.perf_counter() - w0
                 stats.set_busy("model", time.perf_counter() - t0 - t_wait)
         finally:
@@ -280,7 +290,7 @@ def stream(
                             s.write_audio(c)
                         t_busy += time.perf_counter() - b0
                 try:
-                    out, captured = upscaled.get(timeout=0.02)
+                    out, captured, picked = upscaled.get(timeout=0.02)
                 except TimeoutError:
                     continue
                 except EOFError:
@@ -291,7 +301,9 @@ def stream(
                     if isinstance(s, PreviewSink) and s.quit:
                         state["stopped"] = "preview"
                         finish.set()
-                stats.written(time.monotonic() - captured)
+                done = time.monotonic()
+                stats.written(done - captured)
+                state["ema"] = 0.8 * state["ema"] + 0.2 * (done - picked)
                 t_busy += time.perf_counter() - b0
                 stats.set_busy("sink", t_busy)
         finally:
