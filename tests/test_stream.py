@@ -267,8 +267,8 @@ def test_sender_restart_is_survived(tmp_path: Path) -> None:
     frames, audio_packets, _ = count_media(out)
     assert frames >= 0.9 * 90, report.stats
     with av.open(str(out)) as c:
-        pts = [f.pts for f in c.decode(video=0)]
-    assert pts == sorted(pts) and len(set(pts)) == len(pts)
+        pts = [int(f.pts) for f in c.decode(video=0) if f.pts is not None]
+    assert len(pts) == frames and pts == sorted(pts) and len(set(pts)) == len(pts)
 
 
 @pytest.mark.parametrize("ext", ["mkv", "mp4"])
@@ -285,8 +285,8 @@ def test_sigint_leaves_a_playable_recording(tmp_path: Path, ext: str) -> None:
         time.sleep(0.1)
     assert proc.poll() is None
     time.sleep(1.0)  # well inside the sender's 8 s
-    size = out.stat().st_size
-    assert size > 5000  # written as it goes (flushed), not only at the end
+    on_disk = out.stat().st_size
+    assert on_disk > 5000  # written as it goes (flushed), not only at the end
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     sender.kill()
@@ -294,14 +294,14 @@ def test_sigint_leaves_a_playable_recording(tmp_path: Path, ext: str) -> None:
     assert proc.returncode == 0, (stderr.decode(), stdout.decode()[-300:])
     report = json.loads(stdout)
     assert report["stopped"] == "interrupt"
-    frames, audio_packets, size = count_media(out)
+    n_frames, audio_packets, size = count_media(out)
     assert size == (2 * W, 2 * H)
     written = report["stats"]["frames_out"]
     assert written > 30
     # Known gap (both formats, only with audio, some runs): the frames after the last
     # keyframe (up to a second) are missing from the file after Ctrl-C, e.g. 120 of 144;
     # and the count can differ by one the other way. The file stays playable.
-    assert written - FPS - 1 <= frames <= written + 1
+    assert written - FPS - 1 <= n_frames <= written + 1
     assert audio_packets > 0
 
 
@@ -390,7 +390,8 @@ def test_udp_sink_and_stdout_pipe(tmp_path: Path) -> None:
     cmd += ["-m", "bicubic", "-x", "2", "--device", "cpu"]
     res = subprocess.run(cmd, env=env, capture_output=True, timeout=40)
     assert res.returncode == 0, res.stderr.decode()
-    with av.open(io.BytesIO(res.stdout), format="nut") as c:
+    piped: Any = av.open(io.BytesIO(res.stdout), format="nut")
+    with piped as c:
         assert c.streams.audio
         frames = [f for f in c.decode(video=0)]
     assert len(frames) == 45 and (frames[0].width, frames[0].height) == (2 * W, 2 * H)
