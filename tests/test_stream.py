@@ -355,7 +355,7 @@ def test_cli_stream_json_and_usage_errors(tmp_path: Path) -> None:
         (["stream", str(clip), "-o", str(tmp_path / "x.avi")], "unknown extension"),
         (["stream", str(clip), "-o", str(out)], "output exists"),
         (["stream", "gopher://x", "-o", str(fresh)], "unsupported stream URL scheme"),
-        (["stream", str(clip), "-o", str(fresh), "-m", "auto"], "not implemented"),
+        (["stream", str(clip), "-o", str(fresh), "-m", "auto"], "needs --target-fps"),
     ):
         res = runner.invoke(app, bad)
         assert res.exit_code == 2, (bad, res.output)
@@ -399,6 +399,31 @@ def test_udp_sink_and_stdout_pipe(tmp_path: Path) -> None:
     n, w, h, n_audio = (int(v) for v in out.split())
     assert (w, h, n_audio) == (2 * W, 2 * H, 1)
     assert n >= 40, err.decode()[-500:]
+
+
+def test_model_auto_picks_best_that_keeps_up(tmp_path: Path) -> None:
+    from vsr.live.auto import candidates, choose_model
+
+    names = [n for n, _ in candidates(2)]
+    assert names[-1] == "bicubic" and names[0] == "edsr"  # Set5: edsr > fsrcnn > espcn
+    cfg = live_cfg("x", [], model="auto")
+    easy, _ = choose_model(cfg, 0.5, size=(W, H), frames=1)
+    assert easy.model == "edsr" and "best-quality" in easy.reason
+    hard, _ = choose_model(cfg, 1e9, size=(W, H), frames=1)
+    fastest = max(hard.measured, key=lambda m: m["fps"])["model"]
+    assert hard.model == fastest and "no model reaches" in hard.reason
+    assert len(hard.measured) == len(names)
+
+
+def test_model_auto_in_a_stream(tmp_path: Path) -> None:
+    from vsr.media.sample import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "in.mkv", width=W, height=H, frames=15, rate=Fraction(30))
+    cfg = live_cfg(str(clip), [tmp_path / "o.mkv"], model="auto", target_fps=0.5)
+    cfg = StreamConfig(**{**cfg.__dict__, "input_size": (W, H)})
+    report = stream(cfg)
+    assert report.auto is not None and report.auto["model"] == report.model == "edsr"
+    assert report.stats["frames_out"] + report.stats["dropped"] == 15
 
 
 if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "send":

@@ -721,6 +721,14 @@ def stream_command(
     reconnect: Annotated[
         int, typer.Option("--reconnect", help="Tries when the source drops (0: none).")
     ] = 5,
+    target_fps: Annotated[
+        float | None,
+        typer.Option(
+            "--target-fps",
+            help="With -m auto: time the shipped models on this device (at --input-size, "
+            "default 640x360) and use the best-quality one that sustains this rate.",
+        ),
+    ] = None,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing output files.")
@@ -745,10 +753,10 @@ def stream_command(
         sinks = tuple(output or ())
         if as_json and any(s.startswith("-") for s in sinks):
             raise UsageError("--json and a stdout sink (-o -) both need stdout")
-        if model == "auto":
+        if model == "auto" and target_fps is None:
             raise UsageError(
-                "--model auto (calibrate for --target-fps) is not implemented yet",
-                hint="name a model, e.g. -m espcn -x 2 or -m bicubic",
+                "--model auto needs --target-fps N",
+                hint="it times the shipped models here and picks the best that keeps up",
             )
         cfg = StreamConfig(
             source=source,
@@ -766,6 +774,7 @@ def stream_command(
             reconnect=reconnect,
             audio=not no_audio,
             overwrite=overwrite,
+            target_fps=target_fps,
         )
         live = None if quiet or as_json else (lambda snap: print(snap.line(), file=sys.stderr))
         report = stream(cfg, on_stats=live)

@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -71,6 +71,7 @@ class StreamConfig:
     crf: int | None = None
     overwrite: bool = False
     threads: int | None = None  # torch CPU threads (default: half the cores)
+    target_fps: float | None = None  # with model "auto"
 
 
 @dataclass
@@ -83,6 +84,7 @@ class StreamReport:
     output_size: tuple[int, int] | None
     stopped: str  # "end", "duration", "interrupt", "preview", "source lost"
     stats: dict[str, Any] = field(default_factory=dict)
+    auto: dict[str, Any] | None = None  # --model auto: choice, reason, measured rates
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,6 +162,17 @@ def stream(
         timeout=cfg.timeout,
         audio=cfg.audio,
     )
+    auto: dict[str, Any] | None = None
+    if upscaler is None and cfg.model == "auto":
+        from vsr.live.auto import choose_model
+
+        if not cfg.target_fps or cfg.target_fps <= 0:
+            raise UsageError("--model auto needs --target-fps N")
+        size = cfg.input_size or (640, 360)
+        choice, upscaler = choose_model(cfg, cfg.target_fps, size=size)
+        log.warning("--model auto: %s", choice.reason)
+        auto = asdict(choice)
+        cfg = replace(cfg, model=choice.model, scale=choice.scale)
     up = upscaler or make_upscaler(cfg)
     w0 = time.monotonic()
     warm_up(up)
@@ -363,4 +376,5 @@ def stream(
         output_size=(info.width * up.scale, info.height * up.scale) if info else None,
         stopped=state["stopped"],
         stats=stats.snapshot().to_dict(),
+        auto=auto,
     )
