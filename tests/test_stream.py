@@ -371,14 +371,16 @@ def test_udp_sink_and_stdout_pipe(tmp_path: Path) -> None:
 
     clip = make_sample_clip(tmp_path / "in.mp4", width=W, height=H, frames=45, rate=Fraction(30))
     port = free_port(socket.SOCK_DGRAM)
+    # Opening waits up to 20 s for the first packet (vsr imports torch first); once
+    # packets flow, a 3 s silence ends the read.
     receiver_code = (
-        "import av,sys\n"
-        f"c=av.open('udp://127.0.0.1:{port}?timeout=3000000',options={{'timeout':'3000000'}})\n"
-        "n=0\n"
+        "import av\n"
+        f"c=av.open('udp://127.0.0.1:{port}',options={{'timeout':'20000000'}},timeout=(20,3))\n"
+        "n=w=h=0\n"
         "try:\n"
-        "    for f in c.decode(video=0): n+=1; size=(f.width,f.height)\n"
+        "    for f in c.decode(video=0): n+=1; w,h=f.width,f.height\n"
         "except Exception: pass\n"
-        "print(n, size[0], size[1], len(c.streams.audio))\n"
+        "print(n, w, h, len(c.streams.audio))\n"
     )
     receiver = subprocess.Popen(
         [sys.executable, "-c", receiver_code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
