@@ -221,6 +221,7 @@ class AvSink:
         if self._closed:
             return
         self._closed = True
+        log.debug("closing %s after %d frames", self.target, self.frames)
         try:
             for packet in self._video.encode(None):
                 self._out.mux(packet)
