@@ -298,9 +298,11 @@ def test_sigint_leaves_a_playable_recording(tmp_path: Path, ext: str) -> None:
     assert size == (2 * W, 2 * H)
     written = report["stats"]["frames_out"]
     assert written > 30
-    # Known gap (both formats, only with audio, some runs): the frames after the last
-    # keyframe (up to a second) are missing from the file after Ctrl-C, e.g. 120 of 144;
-    # and the count can differ by one the other way. The file stays playable.
+    # Known gap (mkv and mp4, some runs): after Ctrl-C the file can end at the last
+    # complete cluster/fragment, e.g. 120 of 144 frames: in such an mkv the last cluster
+    # and the Cues (the trailer's bytes) are missing although AvSink.close() ran without
+    # an error. Cause not found yet. The count has also come out one frame over.
+    # The file stays playable.
     assert written - FPS - 1 <= n_frames <= written + 1
     assert audio_packets > 0
 
