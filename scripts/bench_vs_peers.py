@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -41,10 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def opencv_loop(clip: Path, weights: Path, arch: str, scale: int, out: Path) -> int:
-    sr = cv2.dnn_superres.DnnSuperResImpl_create()
-    sr.readModel(str(weights))
-    sr.setModel(arch, scale)
+def per_frame_loop(clip: Path, out: Path, upscale: Callable[[np.ndarray], np.ndarray]) -> int:
+    """The loop common scripts write: VideoCapture -> ``upscale(bgr)`` -> VideoWriter (mp4v),
+    one frame at a time, no audio. Returns the frames written."""
     cap = cv2.VideoCapture(str(clip))
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     writer = None
@@ -53,7 +53,7 @@ def opencv_loop(clip: Path, weights: Path, arch: str, scale: int, out: Path) -> 
         ok, frame = cap.read()
         if not ok:
             break
-        up = sr.upsample(frame)
+        up = upscale(frame)
         if writer is None:
             h, w = up.shape[:2]
             writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
@@ -65,18 +65,19 @@ def opencv_loop(clip: Path, weights: Path, arch: str, scale: int, out: Path) -> 
     return n
 
 
+def opencv_loop(clip: Path, weights: Path, arch: str, scale: int, out: Path) -> int:
+    sr = cv2.dnn_superres.DnnSuperResImpl_create()
+    sr.readModel(str(weights))
+    sr.setModel(arch, scale)
+    return per_frame_loop(clip, out, sr.upsample)
+
+
 def torch_loop(clip: Path, weights: Path, arch: str, scale: int, out: Path) -> int:
     from vsr.models.registry import load_model
 
     net = load_model(arch, scale, weights=weights).module.eval()
-    cap = cv2.VideoCapture(str(clip))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    writer = None
-    n = 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
+
+    def upscale(frame: np.ndarray) -> np.ndarray:
         ycrcb = cv2.cvtColor(frame, cv2.COLOR_BGR2YCrCb)
         y = torch.from_numpy(ycrcb[..., 0]).float().div(255.0)[None, None]
         with torch.no_grad():
@@ -84,15 +85,9 @@ def torch_loop(clip: Path, weights: Path, arch: str, scale: int, out: Path) -> i
         y_up = (sr[0, 0].clamp(0, 1) * 255.0).round().byte().numpy()
         h, w = y_up.shape
         crcb = cv2.resize(ycrcb[..., 1:], (w, h), interpolation=cv2.INTER_CUBIC)
-        up = cv2.cvtColor(np.dstack([y_up, crcb]), cv2.COLOR_YCrCb2BGR)
-        if writer is None:
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        writer.write(up)
-        n += 1
-    cap.release()
-    if writer is not None:
-        writer.release()
-    return n
+        return cv2.cvtColor(np.dstack([y_up, crcb]), cv2.COLOR_YCrCb2BGR)
+
+    return per_frame_loop(clip, out, upscale)
 
 
 def vsr_run(clip: Path, weights: Path, arch: str, scale: int, out: Path) -> tuple[int, dict]:

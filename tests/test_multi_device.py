@@ -18,6 +18,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from media_checks import packets
 
 from vsr.config import RunConfig, make_config
 from vsr.errors import DeviceError, StageError, UsageError
@@ -52,16 +53,6 @@ def _decoded(path: Path) -> list[tuple[int, list[np.ndarray]]]:
     return out
 
 
-def _packets(path: Path, kind: str) -> list[list[bytes]]:
-    with av.open(str(path)) as c:
-        streams = [s for s in c.streams if s.type == kind]
-        out: dict[int, list[bytes]] = {s.index: [] for s in streams}
-        for p in c.demux(streams):
-            if p.size:
-                out[p.stream.index].append(bytes(p))
-        return [out[s.index] for s in streams]
-
-
 def _frame(i: int, w: int = 4, h: int = 4) -> Frame:
     y = np.zeros((h, w), np.uint8)
     c = np.zeros((h // 2, w // 2), np.uint8)
@@ -89,7 +80,7 @@ def test_three_cpu_devices_give_the_same_video_as_one(clip_mp4, tmp_path):
     for (_, pa), (_, pb) in zip(a, b, strict=True):
         for x, y in zip(pa, pb, strict=True):
             np.testing.assert_array_equal(x, y)
-    assert _packets(many, "audio") == _packets(clip_mp4, "audio")
+    assert packets(many, "audio") == packets(clip_mp4, "audio")
 
     workers = ["model[cpu#0]", "model[cpu#1]", "model[cpu#2]"]
     assert list(r3.stages) == ["reader", "dispatch", *workers, "reorder", "writer"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from media_checks import packets
 
 from vsr.config import RunConfig
 from vsr.errors import StageError
@@ -31,17 +32,6 @@ def _video_pts(path: Path) -> list[Fraction]:
     with av.open(str(path)) as c:
         s = c.streams.video[0]
         return sorted(Fraction(f.pts) * s.time_base for f in c.decode(s))
-
-
-def _packets(path: Path, kind: str) -> list[list[bytes]]:
-    """Payload bytes of every packet, per stream of ``kind`` ('audio', 'subtitle')."""
-    with av.open(str(path)) as c:
-        streams = [s for s in c.streams if s.type == kind]
-        out: dict[int, list[bytes]] = {s.index: [] for s in streams}
-        for p in c.demux(streams):
-            if p.size:
-                out[p.stream.index].append(bytes(p))
-        return [out[s.index] for s in streams]
 
 
 def _first_frame_y(path: Path) -> np.ndarray:
@@ -78,7 +68,7 @@ def test_frames_timestamps_audio_and_size_survive(clip_mp4, tmp_path, model, sca
         info_in.video.height * scale,
     )
     _check_same_timing(clip_mp4, out)
-    assert _packets(out, "audio") == _packets(clip_mp4, "audio")
+    assert packets(out, "audio") == packets(clip_mp4, "audio")
     _no_leftovers(tmp_path)
 
 
@@ -118,16 +108,16 @@ def test_two_audio_tracks_and_subtitles_in_mkv(clip_mkv_subs, tmp_path):
     _run(clip_mkv_subs, out, model="bicubic", scale=2)
     info = probe(out)
     assert len(info.audio) == 2 and len(info.subtitles) == 1
-    assert _packets(out, "audio") == _packets(clip_mkv_subs, "audio")
-    assert _packets(out, "subtitle") == _packets(clip_mkv_subs, "subtitle")
+    assert packets(out, "audio") == packets(clip_mkv_subs, "audio")
+    assert packets(out, "subtitle") == packets(clip_mkv_subs, "subtitle")
     _check_same_timing(clip_mkv_subs, out)
 
 
 def test_two_audio_tracks_in_mp4(clip_two_audio, tmp_path):
     out = tmp_path / "two.mp4"
     _run(clip_two_audio, out, model="nearest", scale=2)
-    assert _packets(out, "audio") == _packets(clip_two_audio, "audio")
-    assert len(_packets(out, "audio")) == 2
+    assert packets(out, "audio") == packets(clip_two_audio, "audio")
+    assert len(packets(out, "audio")) == 2
 
 
 def test_odd_size_follows_the_even_rule(clip_odd, tmp_path):
@@ -169,7 +159,7 @@ def test_webm_vp9_opus(clip_webm, tmp_path):
     _run(clip_webm, out, model="bicubic", scale=2, codec="libvpx-vp9")
     info = probe(out)
     assert info.video.codec == "vp9" and info.audio[0].codec == "opus"
-    assert _packets(out, "audio") == _packets(clip_webm, "audio")
+    assert packets(out, "audio") == packets(clip_webm, "audio")
     _check_same_timing(clip_webm, out)
 
 
@@ -324,6 +314,9 @@ def test_ctrl_c_exits_130_quickly_and_leaves_nothing(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A shell starts background jobs with SIGINT ignored, and children inherit that:
+        # give the run the default disposition, as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until the writer has created its temp file
@@ -392,7 +385,7 @@ def test_real_clip_acceptance(shared_data, tmp_path, model, scale):
     )
     assert report.frames_out == info_in.video.frame_count
     assert _video_pts(out) == _video_pts(src)
-    assert _packets(out, "audio") == _packets(src, "audio")
+    assert packets(out, "audio") == packets(src, "audio")
 
 
 @pytest.mark.parametrize(
@@ -408,7 +401,7 @@ def test_other_encoders(clip_mp4, tmp_path, codec, ext, expected):
     report = _run(clip_mp4, out, model="bicubic", scale=2, codec=codec)
     assert probe(out).video.codec == expected
     assert report.frames_out == len(_video_pts(out)) == probe(clip_mp4).video.frame_count
-    assert _packets(out, "audio") == _packets(clip_mp4, "audio")
+    assert packets(out, "audio") == packets(clip_mp4, "audio")
 
 
 def test_unknown_encoder_is_a_clean_error(clip_mp4, tmp_path):
@@ -430,6 +423,6 @@ def test_demo_makes_a_sample_with_audio_and_upscales_it(tmp_path):
     sample = tmp_path / "sample.mp4"
     assert out.exists() and out.parent == tmp_path
     src, dst = probe(sample), probe(out)
-    assert len(src.audio) == 1 and _packets(out, "audio") == _packets(sample, "audio")
+    assert len(src.audio) == 1 and packets(out, "audio") == packets(sample, "audio")
     assert (dst.video.width, dst.video.height) == (src.video.width * 3, src.video.height * 3)
     assert len(_video_pts(out)) == src.video.frame_count

