@@ -36,21 +36,31 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def send_ts(url: str, frames: int, *, start: int = 0, audio: bool = True) -> int:
-    """Write ``frames`` 64x48 H.264 frames (+ AAC) as MPEG-TS to ``url`` at 30 fps real time;
-    return how many were sent."""
+def send_ts(
+    url: str,
+    frames: int,
+    *,
+    start: int = 0,
+    audio: bool = True,
+    fmt: str = "mpegts",
+    options: dict[str, str] | None = None,
+    realtime: bool = True,
+) -> int:
+    """Write ``frames`` 64x48 H.264 frames (+ AAC) as ``fmt`` (MPEG-TS) to ``url`` at 30 fps
+    real time (or at once); return how many were sent."""
     opts = {"flush_packets": "1"}  # else the 32 KiB AVIO buffer sends ~1 s bursts
-    out: Any = av.open(url, "w", format="mpegts", options=opts)
+    out: Any = av.open(url, "w", format=fmt, options={**opts, **(options or {})})
     try:
         v = out.add_stream("libx264", rate=FPS)
         v.width, v.height, v.pix_fmt = W, H, "yuv420p"
         v.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        v.codec_context.gop_size = FPS  # a keyframe a second, as live senders do
         a = out.add_stream("aac", rate=48000, layout="stereo") if audio else None
         t0 = time.monotonic()
         sample = 0
         for i in range(frames):
             delay = t0 + i / FPS - time.monotonic()
-            if delay > 0:
+            if delay > 0 and realtime:
                 time.sleep(delay)
             img = np.zeros((H, W, 3), np.uint8)
             img[..., 0] = (np.arange(W) * 4 + (start + i) * 5) % 256
@@ -119,7 +129,26 @@ def start_sender(url: str, frames: int, *, audio: bool = True) -> subprocess.Pop
     if not audio:
         args.append("noaudio")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if url.startswith("tcp://") and url.endswith("?listen"):
+        wait_listening(int(url.rsplit(":", 1)[1].split("?")[0]), proc)
+    return proc
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], limit: float = 20.0) -> None:
+    """Wait until a TCP socket listens on ``port`` (read from /proc/net/tcp, so the
+    sender's single accept is not used up by a probe), or the sender has died."""
+    tcp = Path("/proc/net/tcp")
+    if not tcp.exists():
+        time.sleep(2.0)
+        return
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in tcp.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.split(":")[1], 16) == port:
+                return
+        time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)
@@ -271,8 +300,11 @@ def test_sender_restart_is_survived(tmp_path: Path) -> None:
     assert len(pts) == frames and pts == sorted(pts) and len(set(pts)) == len(pts)
 
 
-@pytest.mark.parametrize("ext", ["mkv", "mp4"])
-def test_sigint_leaves_a_playable_recording(tmp_path: Path, ext: str) -> None:
+@pytest.mark.parametrize(
+    ("ext", "sig"),
+    [("mkv", signal.SIGINT), ("mp4", signal.SIGINT), ("ts", signal.SIGTERM)],
+)
+def test_signal_leaves_a_complete_recording(tmp_path: Path, ext: str, sig: int) -> None:
     port = free_port()
     sender = start_sender(f"tcp://127.0.0.1:{port}?listen", 240)
     out = tmp_path / f"cut.{ext}"
@@ -287,7 +319,7 @@ def test_sigint_leaves_a_playable_recording(tmp_path: Path, ext: str) -> None:
     time.sleep(1.0)  # well inside the sender's 8 s
     on_disk = out.stat().st_size
     assert on_disk > 5000  # written as it goes (flushed), not only at the end
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=30)
     sender.kill()
     sender.wait()
@@ -298,12 +330,9 @@ def test_sigint_leaves_a_playable_recording(tmp_path: Path, ext: str) -> None:
     assert size == (2 * W, 2 * H)
     written = report["stats"]["frames_out"]
     assert written > 30
-    # Known gap (mkv and mp4, some runs): after Ctrl-C the file can end at the last
-    # complete cluster/fragment, e.g. 120 of 144 frames: in such an mkv the last cluster
-    # and the Cues (the trailer's bytes) are missing although AvSink.close() ran without
-    # an error. Cause not found yet. The count has also come out one frame over.
-    # The file stays playable.
-    assert written - FPS - 1 <= n_frames <= written + 1
+    # Every frame the sink wrote is in the file: the trailer was written (a recording cut
+    # at its last complete cluster or fragment would be short by up to a second).
+    assert n_frames == written
     assert audio_packets > 0
 
 
@@ -403,6 +432,157 @@ def test_udp_sink_and_stdout_pipe(tmp_path: Path) -> None:
     n, w, h, n_audio = (int(v) for v in out.split())
     assert (w, h, n_audio) == (2 * W, 2 * H, 1)
     assert n >= 40, err.decode()[-500:]
+
+
+def test_stdin_pipe_source(tmp_path: Path) -> None:
+    """``vsr stream -``: MPEG-TS on stdin, read to its end (no reconnect on a pipe)."""
+    ts = tmp_path / "in.ts"
+    send_ts(str(ts), 60, realtime=False)
+    out = tmp_path / "piped.mkv"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "vsr", "stream", "-", "-o", str(out), "--json"]
+    cmd += ["-m", "bicubic", "-x", "2", "--device", "cpu", "--keep-all"]
+    with ts.open("rb") as stdin:
+        res = subprocess.run(cmd, env=env, stdin=stdin, capture_output=True, timeout=50)
+    assert res.returncode == 0, res.stderr.decode()[-500:]
+    report = json.loads(res.stdout)
+    assert report["stopped"] == "end" and report["stats"]["frames_out"] == 60
+    frames, audio_packets, size = count_media(out)
+    assert (frames, size) == (60, (2 * W, 2 * H))
+    assert audio_packets > 50
+
+
+def test_hls_over_http_source(tmp_path: Path) -> None:
+    """An HLS playlist served over HTTP on 127.0.0.1: every segment is read once, and the
+    end of the playlist ends the run (a VOD playlist is not played again)."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    hls_opts = {"hls_time": "1", "hls_list_size": "0", "hls_playlist_type": "vod"}
+    send_ts(str(hls / "index.m3u8"), 90, fmt="hls", options=hls_opts, realtime=False)
+    assert len(list(hls.glob("*.ts"))) >= 2
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(hls)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/index.m3u8"
+        out = tmp_path / "hls.mkv"
+        report = stream(live_cfg(url, [out], keep_all=True, reconnect=3))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert report.stopped == "end" and report.stats["reconnects"] == 0
+    frames, audio_packets, size = count_media(out)
+    assert (frames, size) == (90, (2 * W, 2 * H))
+    assert report.stats["frames_out"] == 90 and audio_packets > 100
+
+
+def test_rtp_sink(tmp_path: Path) -> None:
+    """RTP MPEG-TS to 127.0.0.1, read back by a receiver process (static payload type 33,
+    so no SDP is needed)."""
+    from vsr.media.sample import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "in.mp4", width=W, height=H, frames=90, rate=Fraction(30))
+    port = free_port(socket.SOCK_DGRAM) & ~1  # RTP on an even port, RTCP on the next
+    receiver_code = (
+        "import av\n"
+        f"c=av.open('rtp://127.0.0.1:{port}',options={{'timeout':'20000000'}},timeout=(20,3))\n"
+        "n=w=h=0\n"
+        "try:\n"
+        "    for f in c.decode(video=0): n+=1; w,h=f.width,f.height\n"
+        "except Exception: pass\n"  # 3 s of silence ends the read
+        "print(n, w, h)\n"
+    )
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", receiver_code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    time.sleep(1.0)  # the receiver binds the port first
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "vsr", "stream", str(clip), "--realtime", "-q"]
+    cmd += ["-o", f"rtp://127.0.0.1:{port}?pkt_size=1316", "-m", "bicubic", "-x", "2"]
+    cmd += ["--device", "cpu"]
+    res = subprocess.run(cmd, env=env, capture_output=True, timeout=40)
+    assert res.returncode == 0, res.stderr.decode()
+    out, err = receiver.communicate(timeout=20)
+    n, w, h = (int(v) for v in out.split())
+    assert (w, h) == (2 * W, 2 * H)
+    # Two known losses, both outside vsr (the same receiver over udp:// gets all 90):
+    # FFmpeg's RTP demuxer starts at the second keyframe (one a second), and its RTP
+    # MPEG-TS muxer never sends its last partial payload, so the last frame is cut.
+    assert n >= 90 - FPS - 1, err.decode()[-500:]
+
+
+def srt_missing() -> bool:
+    try:
+        av.open("srt://127.0.0.1:9?mode=caller", timeout=0.2)
+    except av.error.ProtocolNotFoundError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@pytest.mark.skipif(not srt_missing(), reason="this FFmpeg build has srt")
+def test_missing_protocol_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    """PyAV's FFmpeg has no srt: a source or sink on it is refused in one line, exit 2."""
+    from typer.testing import CliRunner
+
+    from vsr.cli import app
+    from vsr.media.sample import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "in.mkv", width=W, height=H, frames=6, rate=Fraction(30))
+    runner = CliRunner()
+    base = ["-m", "bicubic", "-x", "2", "--device", "cpu"]
+    for args in (
+        ["stream", "srt://127.0.0.1:9000", "-o", str(tmp_path / "a.mkv"), *base],
+        ["stream", str(clip), "-o", "srt://127.0.0.1:9000", *base],
+    ):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, res.output
+        assert "built without the srt protocol" in res.output
+        assert "Traceback" not in res.output
+
+
+def test_show_without_gui_is_a_usage_error(tmp_path: Path, monkeypatch: Any) -> None:
+    import cv2
+
+    from vsr.live.sinks import check_preview
+
+    def no_gui(*args: Any) -> None:
+        raise cv2.error("The function is not implemented")
+
+    monkeypatch.setattr(cv2, "namedWindow", no_gui)
+    from vsr.errors import UsageError
+
+    with pytest.raises(UsageError, match="needs an OpenCV with a GUI"):
+        check_preview()
+
+
+def test_preview_window_shows_frames_and_q_stops(tmp_path: Path, monkeypatch: Any) -> None:
+    """--show with a stand-in for OpenCV's window functions: every frame is shown at the
+    upscaled size, and ``q`` finishes the run (the recording is still complete)."""
+    import cv2
+
+    from vsr.media.sample import make_sample_clip
+
+    shown: list[tuple[int, ...]] = []
+    monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
+    monkeypatch.setattr(cv2, "destroyWindow", lambda *a: None)
+    monkeypatch.setattr(cv2, "imshow", lambda title, img: shown.append(img.shape))
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: ord("q") if len(shown) >= 10 else -1)
+    clip = make_sample_clip(tmp_path / "in.mkv", width=W, height=H, frames=60, rate=Fraction(30))
+    out = tmp_path / "shown.mkv"
+    report = stream(live_cfg(str(clip), [out], show=True, realtime=True, keep_all=True))
+    assert report.stopped == "preview"
+    assert shown[0] == (2 * H, 2 * W, 3)
+    assert 10 <= len(shown) < 60
+    assert count_media(out)[0] == report.stats["frames_out"] == len(shown)
 
 
 def test_model_auto_picks_best_that_keeps_up(tmp_path: Path) -> None:

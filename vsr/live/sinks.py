@@ -22,12 +22,18 @@ import av.error
 import numpy as np
 
 from vsr.errors import EncoderError, MediaError, UsageError
-from vsr.live.source import TIME_BASE, AudioChunk, SourceInfo
+from vsr.live.source import (
+    TIME_BASE,
+    AudioChunk,
+    SourceInfo,
+    check_protocol,
+    missing_protocol,
+)
 from vsr.media.frame import Frame
 from vsr.media.probe import describe_av_error
 from vsr.media.writer import to_av_frame
 
-__all__ = ["AvSink", "PreviewSink", "parse_sink", "sink_format"]
+__all__ = ["AvSink", "PreviewSink", "check_preview", "parse_sink", "sink_format"]
 
 log = logging.getLogger("vsr")
 
@@ -70,6 +76,7 @@ def sink_format(target: str) -> str:
 def parse_sink(target: str, *, overwrite: bool = True) -> tuple[str, str]:
     """Validate one ``-o`` value; return (target, muxer)."""
     fmt = sink_format(target)
+    check_protocol(target)
     if "://" not in target and not target.startswith("-"):
         path = Path(target)
         if path.exists() and not overwrite:
@@ -115,6 +122,8 @@ class AvSink:
                 if "://" not in target:
                     Path(target).parent.mkdir(parents=True, exist_ok=True)
                 self._out = av.open(target, "w", format=self.format, options=options)
+        except av.error.ProtocolNotFoundError:
+            raise missing_protocol(target) from None
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise MediaError(f"cannot open sink {target}: {describe_av_error(exc)}") from None
         try:
@@ -239,6 +248,20 @@ class AvSink:
                     sys.stdout.flush()
 
 
+def check_preview(title: str = "vsr stream") -> None:
+    """Open (and keep) the preview window, or raise UsageError when OpenCV has no GUI."""
+    import cv2
+
+    try:
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+    except cv2.error:
+        raise UsageError(
+            "--show needs an OpenCV with a GUI; this one has none (a -headless build)",
+            hint="pip install opencv-contrib-python (not -headless), or drop --show "
+            "and pipe to a player: -o - | ffplay -",
+        ) from None
+
+
 class PreviewSink:
     """``--show``: an OpenCV window with the upscaled frames (``q`` or Esc stops)."""
 
@@ -246,6 +269,7 @@ class PreviewSink:
         import cv2
 
         self._cv2 = cv2
+        check_preview(title)
         self.title = title
         self.frames = 0
         self.quit = False

@@ -9,6 +9,7 @@ audio in seconds.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -69,6 +70,42 @@ class AudioChunk:
     start: float  # seconds on the live timeline
 
 
+def missing_protocol(target: str) -> UsageError:
+    """The error for a URL whose protocol this FFmpeg build lacks (PyAV's wheels have no
+    ``srt``, for one): retrying cannot help, so it is a usage error, not a lost source."""
+    scheme = target.split("://", 1)[0].lower()
+    return UsageError(
+        f"cannot open {target}: the FFmpeg inside PyAV was built without the {scheme} protocol",
+        hint=f"relay {scheme} through another tool (e.g. to udp:// MPEG-TS), or install a "
+        f"PyAV built against an FFmpeg with {scheme}",
+    )
+
+
+#: URL schemes that depend on an optional FFmpeg library (checked before anything opens).
+OPTIONAL_PROTOCOLS = ("srt",)
+
+
+@functools.cache
+def protocol_available(scheme: str) -> bool:
+    """Whether PyAV's FFmpeg has ``scheme`` (only for :data:`OPTIONAL_PROTOCOLS`: the test
+    opens a connection to a closed local port, which fails at once either way)."""
+    try:
+        av.open(f"{scheme}://127.0.0.1:9", "r", timeout=0.2)
+    except av.error.ProtocolNotFoundError:
+        return False
+    except Exception:  # noqa: BLE001 - refused, timed out: the protocol is there
+        return True
+    return True
+
+
+def check_protocol(target: str) -> None:
+    """Raise the one-line UsageError when ``target``'s protocol is missing from FFmpeg."""
+    if "://" in target:
+        scheme = target.split("://", 1)[0].lower()
+        if scheme in OPTIONAL_PROTOCOLS and not protocol_available(scheme):
+            raise missing_protocol(target)
+
+
 def source_kind(name: str) -> str:
     """``"pipe"``, ``"v4l2"``, ``"url"`` or ``"file"``."""
     if name == "-":
@@ -82,6 +119,7 @@ def source_kind(name: str) -> str:
                 f"unsupported stream URL scheme {scheme!r}",
                 hint=f"use one of: {', '.join(URL_SCHEMES)}",
             )
+        check_protocol(name)
         return "url"
     return "file"
 
@@ -154,6 +192,7 @@ class AvSource:
         self.reconnects = 0
         self.frames = 0
         self.lost = False  # reconnecting gave up
+        self._ended_cleanly = False  # the last connection reached the end of its data
 
     def open_args(self) -> tuple[Any, dict[str, Any]]:
         """What is passed to ``av.open`` (target, keyword arguments)."""
@@ -228,6 +267,10 @@ class AvSource:
                 container.close()
             if stop.is_set() or self.kind in ("file", "pipe"):
                 return
+            if self._ended_cleanly and self.name.split("://", 1)[0].lower() in ("http", "https"):
+                # HTTP/HLS: FFmpeg reloads a live playlist itself, so the end of the data
+                # is the end of the stream (a VOD playlist would otherwise play again).
+                return
             if got == 0:
                 tries += 1
             if tries >= self.reconnect:
@@ -245,6 +288,8 @@ class AvSource:
         target, kwargs = self.open_args()
         try:
             return self._open(target, **kwargs)
+        except av.error.ProtocolNotFoundError:
+            raise missing_protocol(self.name) from None
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             if self.kind == "file" and isinstance(exc, FileNotFoundError):
                 raise InputNotFoundError(f"input not found: {self.name}") from None
@@ -255,10 +300,12 @@ class AvSource:
     ) -> Iterator[tuple[bool, Any]]:
         """(is video, decoded frame) in demux order; the video decoder flushed at the end."""
         demux = container.demux(streams)
+        self._ended_cleanly = False
         while not stop.is_set():
             try:
                 packet = next(demux)
             except StopIteration:
+                self._ended_cleanly = True
                 break
             except (av.error.FFmpegError, OSError) as exc:
                 log.info("%s: read failed: %s", self.name, describe_av_error(exc))

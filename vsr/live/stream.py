@@ -15,6 +15,7 @@ sink is closed (trailer written), so the recording is playable. An error in any 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -22,7 +23,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Protocol
@@ -31,7 +32,7 @@ import numpy as np
 
 from vsr.errors import StageError, UsageError
 from vsr.live.policy import LatestQueue
-from vsr.live.sinks import AvSink, PreviewSink, parse_sink
+from vsr.live.sinks import AvSink, PreviewSink, check_preview, parse_sink
 from vsr.live.source import AudioChunk, AvSource, LiveFrame, SourceInfo
 from vsr.live.stats import LiveStats, StatsSnapshot
 from vsr.media.frame import Frame
@@ -132,6 +133,34 @@ def warm_up(up: Upscaler, width: int = 64, height: int = 48) -> None:
     up.upscale([Frame(0, 0, Fraction(1, 30), planes, "yuv420p")])
 
 
+@contextlib.contextmanager
+def _finish_on_signals(finish: threading.Event, state: dict[str, Any]) -> Iterator[None]:
+    """While streaming, Ctrl-C (SIGINT) and SIGTERM finish the run instead of raising.
+
+    The first signal sets ``finish``: capture stops, what is queued is written and every
+    sink is closed. Later ones are logged and otherwise ignored, so a recording is never
+    cut in the middle of its trailer. Only the main thread can install handlers; from
+    another thread the caller's handlers stay (and ``finish`` is the way to stop).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if finish.is_set() and state["stopped"] == "interrupt":
+            log.warning("still finishing the recording; please wait")
+            return
+        state["stopped"] = "interrupt"
+        finish.set()
+
+    saved = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def stream(
     cfg: StreamConfig,
     *,
@@ -152,6 +181,8 @@ def stream(
         parse_sink(target, overwrite=cfg.overwrite)
     if cfg.max_latency_ms <= 0:
         raise UsageError("--max-latency must be positive")
+    if cfg.show:
+        check_preview()
     src = source or AvSource(
         cfg.source,
         realtime=cfg.realtime,
@@ -333,15 +364,16 @@ def stream(
         threading.Thread(target=guarded(n, f), name=f"vsr-{n}", daemon=True)
         for n, f in (("capture", capture), ("model", model), ("sink", sink))
     ]
-    for t in threads:
-        t.start()
-    start = time.monotonic()
-    next_tick = start + 1.0
-
-    def wait_all() -> None:
-        nonlocal next_tick
+    with _finish_on_signals(finish, state):
+        for t in threads:
+            t.start()
+        start = time.monotonic()
+        next_tick = start + 1.0
+        # No Thread.join here: a KeyboardInterrupt inside join() can leave a thread that
+        # is still closing its sinks reported as stopped (then the process exits and the
+        # daemon thread dies before the trailer is written). Signals only set ``finish``.
         while any(t.is_alive() for t in threads):
-            threads[-1].join(timeout=0.05)
+            time.sleep(0.05)
             now = time.monotonic()
             if cfg.duration is not None and now - start >= cfg.duration and not finish.is_set():
                 state["stopped"] = "duration"
@@ -349,18 +381,6 @@ def stream(
             if on_stats is not None and now >= next_tick:
                 next_tick = now + 1.0
                 on_stats(stats.snapshot(window=1.0))
-
-    try:
-        wait_all()
-    except KeyboardInterrupt:
-        state["stopped"] = "interrupt"
-        finish.set()
-        while True:
-            try:
-                wait_all()
-                break
-            except KeyboardInterrupt:
-                continue
     if errors:
         name, exc = errors[0]
         raise StageError(name, exc) from exc
