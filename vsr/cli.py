@@ -661,6 +661,131 @@ def compare(
     _guard(job, debug=debug)
 
 
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    from vsr.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--input-size must be WxH, not {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise UsageError(f"--input-size must be positive, not {text!r}")
+    return w, h
+
+
+@app.command("stream")
+def stream_command(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="/dev/videoN, a URL (rtsp, rtmp, srt, udp, tcp, http/HLS), a file, or - (stdin).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Sink, repeatable: a file (.mkv, .mp4, .ts), udp://, rtp://, srt://, "
+            "rtmp:// (flv), or - (nut on stdout; -:FORMAT for another muxer).",
+        ),
+    ] = None,
+    show: Annotated[bool, typer.Option("--show", help="Preview window (q/Esc stops).")] = False,
+    model: Annotated[str, typer.Option("-m", "--model", help="Model name.")] = "espcn",
+    scale: Annotated[int, typer.Option("-x", "-s", "--scale", help="Upscaling factor.")] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Stop after this many seconds.")
+    ] = None,
+    max_latency: Annotated[
+        float,
+        typer.Option(
+            "--max-latency", help="Drop frames older than this (ms) before upscaling them."
+        ),
+    ] = 1000.0,
+    keep_all: Annotated[
+        bool, typer.Option("--keep-all", help="Lossless: never drop frames (latency grows).")
+    ] = False,
+    input_size: Annotated[
+        str | None, typer.Option("--input-size", help="Camera capture size WxH (V4L2).")
+    ] = None,
+    input_fps: Annotated[
+        float | None, typer.Option("--input-fps", help="Camera frame rate (V4L2).")
+    ] = None,
+    realtime: Annotated[
+        bool, typer.Option("--realtime", help="Play a file at its real rate (tests, demos).")
+    ] = False,
+    reconnect: Annotated[
+        int, typer.Option("--reconnect", help="Tries when the source drops (0: none).")
+    ] = 5,
+    target_fps: Annotated[
+        float | None,
+        typer.Option(
+            "--target-fps",
+            help="With -m auto: time the shipped models on this device (at --input-size, "
+            "default 640x360) and use the best-quality one that sustains this rate.",
+        ),
+    ] = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing output files.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-second stats.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the final report as JSON on stdout.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Upscale a live source (camera, network stream, pipe) in real time.
+
+    Late frames are dropped (counted) rather than blocking capture; Ctrl-C or SIGTERM
+    stops cleanly with every recording finalised (exit 0).
+    """
+    _setup_logging(quiet=quiet or as_json, debug=debug)
+
+    def job() -> None:
+        from vsr.errors import UsageError
+        from vsr.live.stream import StreamConfig, stream
+
+        sinks = tuple(output or ())
+        if as_json and any(s.startswith("-") for s in sinks):
+            raise UsageError("--json and a stdout sink (-o -) both need stdout")
+        if model == "auto" and target_fps is None:
+            raise UsageError(
+                "--model auto needs --target-fps N",
+                hint="it times the shipped models here and picks the best that keeps up",
+            )
+        cfg = StreamConfig(
+            source=source,
+            sinks=sinks,
+            show=show,
+            model=model,
+            scale=scale,
+            device=device,
+            duration=duration,
+            max_latency_ms=max_latency,
+            keep_all=keep_all,
+            realtime=realtime,
+            input_size=_parse_size(input_size),
+            input_fps=input_fps,
+            reconnect=reconnect,
+            audio=not no_audio,
+            overwrite=overwrite,
+            target_fps=target_fps,
+        )
+        live = None if quiet or as_json else (lambda snap: print(snap.line(), file=sys.stderr))
+        report = stream(cfg, on_stats=live)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2))
+        elif not quiet:
+            print(report.summary(), file=sys.stderr)
+
+    _guard(job, debug=debug)
+
+
 # ----------------------------------------------------------------------------------------
 # vsr models: list, info, pull, import (logic in vsr.models.manage)
 # ----------------------------------------------------------------------------------------

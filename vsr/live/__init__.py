@@ -1,0 +1,1 @@
+"""Live sources: capture, a latest-wins model stage, several sinks (``vsr stream``)."""

@@ -1,0 +1,400 @@
+"""The live engine: ``stream(cfg) -> StreamReport``.
+
+capture thread -> [LatestQueue: newest wins, drops counted] -> model thread ->
+[small blocking queue] -> sink thread -> every sink. Audio and the source's description
+go from capture straight to the sink thread on their own lossless queue (audio is never
+dropped). Frames older than ``max_latency`` when the model would take them are dropped
+too (counted as late), so latency stays bounded when the model is too slow.
+
+Stopping: ``--duration``, the end of a file, a preview window closed, Ctrl-C or SIGTERM
+all *finish* the run: capture stops, what is queued is upscaled and written, and every
+sink is closed (trailer written), so the recording is playable. An error in any stage
+*aborts*: the other stages stop at once, the sinks are still closed, and the caller gets
+``StageError`` naming the stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
+from typing import Any, Protocol
+
+import numpy as np
+
+from vsr.errors import StageError, UsageError
+from vsr.live.policy import LatestQueue
+from vsr.live.sinks import AvSink, PreviewSink, check_preview, parse_sink
+from vsr.live.source import AudioChunk, AvSource, LiveFrame, SourceInfo
+from vsr.live.stats import LiveStats, StatsSnapshot
+from vsr.media.frame import Frame
+from vsr.pipeline.channel import Stopped
+
+__all__ = ["StreamConfig", "StreamReport", "stream"]
+
+log = logging.getLogger("vsr")
+
+
+class Upscaler(Protocol):
+    scale: int
+
+    def upscale(self, frames: list[Frame]) -> list[Frame]: ...
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    source: str
+    sinks: tuple[str, ...] = ()
+    show: bool = False
+    model: str = "espcn"
+    scale: int = 2
+    device: str = "auto"
+    duration: float | None = None
+    max_latency_ms: float = 1000.0
+    keep_all: bool = False
+    queue_size: int | None = None  # default: the frames of --max-latency, 4..64
+    realtime: bool = False
+    input_size: tuple[int, int] | None = None
+    input_fps: float | None = None
+    reconnect: int = 5
+    backoff: float = 0.5
+    timeout: float = 3.0
+    audio: bool = True
+    codec: str = "libx264"
+    crf: int | None = None
+    overwrite: bool = False
+    threads: int | None = None  # torch CPU threads (default: half the cores)
+    target_fps: float | None = None  # with model "auto"
+
+
+@dataclass
+class StreamReport:
+    source: str
+    sinks: list[str]
+    model: str
+    scale: int
+    input_size: tuple[int, int] | None
+    output_size: tuple[int, int] | None
+    stopped: str  # "end", "duration", "interrupt", "preview", "source lost"
+    stats: dict[str, Any] = field(default_factory=dict)
+    auto: dict[str, Any] | None = None  # --model auto: choice, reason, measured rates
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        s = StatsSnapshot(**self.stats)
+        size = f"{self.output_size[0]}x{self.output_size[1]}" if self.output_size else "-"
+        return (
+            f"{', '.join(self.sinks) or '(no sink)'}: {size}, {self.model} x{self.scale}, "
+            f"stopped ({self.stopped}) after {s.seconds:.1f} s; {s.line()}"
+        )
+
+
+def make_upscaler(cfg: StreamConfig) -> Upscaler:
+    from vsr.backends.torch_backend import TorchBackend
+    from vsr.models.registry import load_model
+
+    model = load_model(cfg.model, cfg.scale)
+    # Capture (decode) and the sinks (encode) need cores too: on the CPU the model gets
+    # half of them by default (all of them made a 64x48 bicubic frame 200x slower here,
+    # 212 ms against 0.9 ms, on a 2-core machine that was also busy).
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // 2)
+    return TorchBackend(model, device=cfg.device, threads=threads)
+
+
+def queue_bound(rate: Fraction | None, max_latency: float) -> int:
+    """Frames the capture queue holds: what arrives within ``max_latency`` (4 to 64).
+
+    Latency itself is bounded by the age rule (older frames are dropped as late), so the
+    queue only has to absorb bursts (a network source delivers what piled up while it
+    was being probed all at once) without dropping frames that are still fresh.
+    """
+    fps = float(rate) if rate else 30.0
+    return max(4, min(64, math.ceil(fps * max_latency)))
+
+
+def warm_up(up: Upscaler, width: int = 64, height: int = 48) -> None:
+    """One small frame through the model before capture starts (first-call set-up cost
+    would otherwise drop the first second of a live source)."""
+    planes = (
+        np.full((height, width), 64, np.uint8),
+        np.full((height // 2, width // 2), 128, np.uint8),
+        np.full((height // 2, width // 2), 128, np.uint8),
+    )
+    up.upscale([Frame(0, 0, Fraction(1, 30), planes, "yuv420p")])
+
+
+@contextlib.contextmanager
+def _finish_on_signals(finish: threading.Event, state: dict[str, Any]) -> Iterator[None]:
+    """While streaming, Ctrl-C (SIGINT) and SIGTERM finish the run instead of raising.
+
+    The first signal sets ``finish``: capture stops, what is queued is written and every
+    sink is closed. Later ones are logged and otherwise ignored, so a recording is never
+    cut in the middle of its trailer. Only the main thread can install handlers; from
+    another thread the caller's handlers stay (and ``finish`` is the way to stop).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if finish.is_set() and state["stopped"] == "interrupt":
+            log.warning("still finishing the recording; please wait")
+            return
+        state["stopped"] = "interrupt"
+        finish.set()
+
+    saved = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def stream(
+    cfg: StreamConfig,
+    *,
+    upscaler: Upscaler | None = None,
+    source: AvSource | None = None,
+    on_stats: Callable[[StatsSnapshot], None] | None = None,
+    finish: threading.Event | None = None,
+) -> StreamReport:
+    """Run until the source ends, ``cfg.duration`` passes, ``finish`` is set or Ctrl-C.
+
+    Raises:
+        UsageError: no sink and no preview; bad sink names.
+        StageError: a stage failed (the sinks are closed first).
+    """
+    if not cfg.sinks and not cfg.show:
+        raise UsageError("nothing to do: give -o SINK and/or --show")
+    for target in cfg.sinks:
+        parse_sink(target, overwrite=cfg.overwrite)
+    if cfg.max_latency_ms <= 0:
+        raise UsageError("--max-latency must be positive")
+    if cfg.show:
+        check_preview()
+    src = source or AvSource(
+        cfg.source,
+        realtime=cfg.realtime,
+        reconnect=cfg.reconnect,
+        backoff=cfg.backoff,
+        input_size=cfg.input_size,
+        input_fps=cfg.input_fps,
+        timeout=cfg.timeout,
+        audio=cfg.audio,
+    )
+    auto: dict[str, Any] | None = None
+    if upscaler is None and cfg.model == "auto":
+        from vsr.live.auto import choose_model
+
+        if not cfg.target_fps or cfg.target_fps <= 0:
+            raise UsageError("--model auto needs --target-fps N")
+        size = cfg.input_size or (640, 360)
+        choice, upscaler = choose_model(cfg, cfg.target_fps, size=size)
+        log.warning("--model auto: %s", choice.reason)
+        auto = asdict(choice)
+        cfg = replace(cfg, model=choice.model, scale=choice.scale)
+    up = upscaler or make_upscaler(cfg)
+    w0 = time.monotonic()
+    warm_up(up)
+    warm = time.monotonic() - w0  # the first guess of the time a frame takes
+    finish = finish or threading.Event()  # graceful: stop capture, drain, close sinks
+    abort = threading.Event()  # an error: every stage stops now
+    stats = LiveStats()
+    frames: LatestQueue[LiveFrame] = LatestQueue(cfg.queue_size or 8, abort, keep_all=cfg.keep_all)
+    upscaled: LatestQueue[tuple[Frame, float, float]] = LatestQueue(16, abort, keep_all=True)
+    ctrl: queue.Queue[SourceInfo | AudioChunk | None] = queue.Queue()
+    errors: list[tuple[str, BaseException]] = []
+    state: dict[str, Any] = {"info": None, "stopped": "end", "ema": warm}
+    max_latency = cfg.max_latency_ms / 1000
+
+    def guarded(name: str, fn: Callable[[], None]) -> Callable[[], None]:
+        def main() -> None:
+            # Signals go to the main thread only (it turns them into a clean finish);
+            # threads FFmpeg and x264 start from here inherit the mask, so no write of
+            # theirs is cut short by Ctrl-C.
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                fn()
+            except Stopped:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - reaches the caller
+                errors.append((name, exc))
+                abort.set()
+                finish.set()
+
+        return main
+
+    def capture() -> None:
+        try:
+            for item in src.items(finish):
+                if abort.is_set():
+                    return
+                if isinstance(item, LiveFrame):
+                    stats.captured()
+                    if frames.put(item) is not None:
+                        stats.dropped()
+                else:
+                    if isinstance(item, SourceInfo) and state["info"] is None:
+                        state["info"] = item
+                        if cfg.queue_size is None:
+                            frames.maxsize = queue_bound(item.frame_rate, max_latency)
+                    ctrl.put(item)
+        finally:
+            while stats.reconnects < src.reconnects:
+                stats.reconnected()
+            frames.close()
+            ctrl.put(None)
+
+    def model() -> None:
+        t_wait = 0.0
+        t0 = time.perf_counter()
+        try:
+            while True:
+                w0 = time.perf_counter()
+                try:
+                    item = frames.get()
+                except EOFError:
+                    return
+                finally:
+                    t_wait += time.perf_counter() - w0
+                while stats.reconnects < src.reconnects:
+                    stats.reconnected()
+                picked = time.monotonic()
+                # Late: it could not reach the sinks within max_latency, counting the
+                # time upscaling and writing take now (a moving average).
+                if not cfg.keep_all and picked - item.captured + state["ema"] > max_latency:
+                    stats.dropped(late=True)
+                    continue
+                (out,) = up.upscale([item.frame])
+                w0 = time.perf_counter()
+                upscaled.put((out, item.captured, picked))
+                t_wait += time.perf_counter() - w0
+                stats.set_busy("model", time.perf_counter() - t0 - t_wait)
+        finally:
+            stats.set_busy("model", time.perf_counter() - t0 - t_wait)
+            upscaled.close()
+
+    sinks: list[Any] = []
+
+    def open_sinks(info: SourceInfo) -> None:
+        w, h = info.width * up.scale, info.height * up.scale
+        for target in cfg.sinks:
+            sinks.append(
+                AvSink(
+                    target,
+                    info=info,
+                    width=w,
+                    height=h,
+                    codec=cfg.codec,
+                    crf=cfg.crf,
+                    audio=cfg.audio,
+                )
+            )
+        if cfg.show:
+            sinks.append(PreviewSink())
+
+    def sink() -> None:
+        t_busy = 0.0
+        ctrl_done = False
+        try:
+            while not sinks:  # the first item on ctrl is the source's description
+                try:
+                    first = ctrl.get(timeout=0.05)
+                except queue.Empty:
+                    if abort.is_set():
+                        return
+                    continue
+                if first is None:
+                    return
+                if isinstance(first, SourceInfo):
+                    open_sinks(first)
+            while True:
+                while not ctrl_done:
+                    try:
+                        c = ctrl.get_nowait()
+                    except queue.Empty:
+                        break
+                    if c is None:
+                        ctrl_done = True
+                    elif isinstance(c, AudioChunk):
+                        b0 = time.perf_counter()
+                        for s in sinks:
+                            s.write_audio(c)
+                        t_busy += time.perf_counter() - b0
+                try:
+                    out, captured, picked = upscaled.get(timeout=0.02)
+                except TimeoutError:
+                    continue
+                except EOFError:
+                    break
+                b0 = time.perf_counter()
+                for s in sinks:
+                    s.write_frame(out)
+                    if isinstance(s, PreviewSink) and s.quit:
+                        state["stopped"] = "preview"
+                        finish.set()
+                done = time.monotonic()
+                stats.written(done - captured)
+                state["ema"] = 0.8 * state["ema"] + 0.2 * (done - picked)
+                t_busy += time.perf_counter() - b0
+                stats.set_busy("sink", t_busy)
+        finally:
+            first_error: BaseException | None = None
+            for s in sinks:
+                try:
+                    s.close()
+                except BaseException as exc:  # noqa: BLE001 - close every sink
+                    first_error = first_error or exc
+            if first_error is not None:
+                raise first_error
+
+    threads = [
+        threading.Thread(target=guarded(n, f), name=f"vsr-{n}", daemon=True)
+        for n, f in (("capture", capture), ("model", model), ("sink", sink))
+    ]
+    with _finish_on_signals(finish, state):
+        for t in threads:
+            t.start()
+        start = time.monotonic()
+        next_tick = start + 1.0
+        # No Thread.join here: a KeyboardInterrupt inside join() can leave a thread that
+        # is still closing its sinks reported as stopped (then the process exits and the
+        # daemon thread dies before the trailer is written). Signals only set ``finish``.
+        while any(t.is_alive() for t in threads):
+            time.sleep(0.05)
+            now = time.monotonic()
+            if cfg.duration is not None and now - start >= cfg.duration and not finish.is_set():
+                state["stopped"] = "duration"
+                finish.set()
+            if on_stats is not None and now >= next_tick:
+                next_tick = now + 1.0
+                on_stats(stats.snapshot(window=1.0))
+    if errors:
+        name, exc = errors[0]
+        raise StageError(name, exc) from exc
+    if src.lost and state["stopped"] == "end":
+        state["stopped"] = "source lost"
+    info: SourceInfo | None = state["info"]
+    return StreamReport(
+        source=cfg.source,
+        sinks=list(cfg.sinks) + (["preview"] if cfg.show else []),
+        model=cfg.model,
+        scale=up.scale,
+        input_size=(info.width, info.height) if info else None,
+        output_size=(info.width * up.scale, info.height * up.scale) if info else None,
+        stopped=state["stopped"],
+        stats=stats.snapshot().to_dict(),
+        auto=auto,
+    )
