@@ -1,13 +1,18 @@
 """Peak memory of ``vsr run`` against video length: it must not grow with the length.
 
     python scripts/bench_memory.py [--size 640x360] [--frames 60 240 960] [-m espcn -x 3]
-                                   [--device auto] [--json]
+                                   [--device auto] [--repeats N] [--container mp4]
+                                   [--series] [--json]
 
 For each length a synthetic clip (with audio) is made, then ``vsr run`` upscales it in a
 fresh process; the peak resident set size of that process (``ru_maxrss``) and, on CUDA,
 ``torch.cuda.max_memory_allocated`` are reported beside the bound the pipeline documents:
 ``(queue_size + batch) x (one decoded + one upscaled frame)`` (docs/architecture.md,
-"Memory"; batch 1, the CPU default).
+"Memory"; batch 1, the CPU default). The resident set is also sampled every 0.25 s: the
+trend (least-squares slope over the last three quarters of a run, in MiB per 1000 frames)
+separates a leak (a steady positive slope) from the allocator's spikes, which move the
+peak by tens of MiB from run to run (``--repeats`` shows that spread; ``--series`` prints
+the samples).
 """
 
 from __future__ import annotations
@@ -80,6 +85,9 @@ def main() -> None:
     ap.add_argument("-x", "--scale", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--container", default="mp4", help="output container (default mp4)")
+    ap.add_argument(
+        "--series", action="store_true", help="also print the RSS over time (20 points per run)"
+    )
     ap.add_argument("--repeats", type=int, default=1, help="runs per length (default 1)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -107,6 +115,11 @@ def main() -> None:
                     sys.exit(f"vsr run failed on {n} frames: {last[0]}")
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 samples = row.pop("rss_samples")
+                if args.series:
+                    step = max(1, len(samples) // 20)
+                    row["rss_series"] = [[round(t, 1), round(r, 1)] for t, r in samples[::step]]
+                    for t, r in row["rss_series"]:
+                        print(f"    t={t:7.1f} s  RSS {r:7.1f} MiB", file=sys.stderr)
                 row["length"] = n
                 row["rss_trend_mib_per_1k_frames"] = trend(samples, row["fps"])
                 rows.append(row)
