@@ -362,6 +362,10 @@ class Writer:
         subtitles: copy the source's subtitle streams.
         threads: encoder threads (0 = FFmpeg chooses).
         options: extra encoder options, passed to FFmpeg as they are.
+        video_template: an already encoded input video stream (e.g. of a file another
+            writer wrote with the same settings): the output video stream is copied from
+            it (codec parameters, colour tags) instead of encoded, no encoder is opened,
+            and :meth:`write_video_packet` fills it (stream copy). ``None``: encode.
 
     Raises:
         EncoderError: unknown/unavailable encoder, or the container cannot hold it.
@@ -385,6 +389,7 @@ class Writer:
         threads: int = 0,
         options: dict[str, str] | None = None,
         device: str = "auto",
+        video_template: Any = None,
     ) -> None:
         self.path = Path(output)
         self.tmp_path = self.path.with_name(
@@ -400,6 +405,7 @@ class Writer:
         self._last_pts: int | None = None
         self._pts_fixes = 0
         self._routes: dict[int, Any] = {}
+        self.copies_video = video_template is not None
 
         check_encoder(codec)  # for auto: its software fallback
         wanted = pix_fmt or planar_format(source.video.pix_fmt)
@@ -422,7 +428,7 @@ class Writer:
         self.time_base = source.video.time_base
 
         try:
-            self._open(codec, crf, preset, audio, subtitles, threads, options)
+            self._open(codec, crf, preset, audio, subtitles, threads, options, video_template)
         except BaseException:
             self.abort()
             raise
@@ -449,6 +455,7 @@ class Writer:
         subtitles: bool,
         threads: int,
         options: dict[str, str] | None,
+        video_template: Any = None,
     ) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._src = open_input(self.source_path)
@@ -460,8 +467,44 @@ class Writer:
                 hint="use an extension such as .mp4, .mkv, .webm or .mov",
             ) from None
         fmt = self._out.format.name
-        vinfo = self.source.video
+        if video_template is not None:
+            stream = self._add_copied_video(video_template)
+        else:
+            stream = self._add_encoded_video(codec, crf, preset, threads, options, fmt)
+        self._video = stream
+        self._copy_container_tags(stream)
 
+        if audio:
+            for src_stream in self._src.streams.audio:
+                self._add_audio(src_stream, fmt)
+        if subtitles:
+            for src_stream in self._src.streams.subtitles:
+                self._add_subtitle(src_stream, fmt)
+
+    def _add_copied_video(self, template: Any) -> Any:
+        """The output video stream as a copy of ``template`` (no encoder)."""
+        try:
+            stream = self._out.add_stream_from_template(template)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise MediaError(
+                f"{self.path.name} cannot hold the copied video: {describe_av_error(exc)}"
+            ) from None
+        stream.time_base = self.time_base
+        if self.source.video.rotation:
+            stream.set_display_rotation(self.source.video.rotation)
+        return stream
+
+    def _add_encoded_video(
+        self,
+        codec: str,
+        crf: int | None,
+        preset: str | None,
+        threads: int,
+        options: dict[str, str] | None,
+        fmt: str,
+    ) -> Any:
+        """The output video stream with its encoder set up and opened."""
+        vinfo = self.source.video
         rate = vinfo.frame_rate or Fraction(25)
         try:
             stream = self._out.add_stream(codec, rate=rate)
@@ -495,15 +538,7 @@ class Writer:
                 f"{describe_av_error(exc)}",
                 hint="hardware encoders need their GPU and driver; try libx264",
             ) from None
-        self._video = stream
-        self._copy_container_tags(stream)
-
-        if audio:
-            for src_stream in self._src.streams.audio:
-                self._add_audio(src_stream, fmt)
-        if subtitles:
-            for src_stream in self._src.streams.subtitles:
-                self._add_subtitle(src_stream, fmt)
+        return stream
 
     def _copy_container_tags(self, video_stream: Any) -> None:
         """Title, language, global tags and chapters, as ``ffmpeg`` copies by default."""
@@ -683,6 +718,29 @@ class Writer:
             ) from None
         self.frames_written += 1
 
+    def write_video_packet(self, packet: Any) -> None:
+        """Mux one encoded video packet as it is (stream copy; needs ``video_template``).
+
+        ``packet`` is an ``av.Packet`` demuxed in this thread; its timestamps are in its
+        own time base and are rescaled to the output stream's. Each packet counts as
+        one frame in :attr:`frames_written`.
+
+        Raises:
+            MediaError: the writer encodes its video, or the muxer refused the packet.
+        """
+        self._check_open()
+        if not self.copies_video:
+            raise MediaError(f"writer for {self.path} encodes its video; use write_frame")
+        packet.stream = self._video
+        try:
+            self._out.mux_one(packet)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise MediaError(
+                f"writing video packet at pts {packet.pts} to {self.path.name} failed: "
+                f"{describe_av_error(exc)}"
+            ) from None
+        self.frames_written += 1
+
     def _next_pts(self) -> int:
         if self._last_pts is None:
             return 0
@@ -755,7 +813,8 @@ class Writer:
             if self.frames_written == 0:
                 raise MediaError(f"no video frames were written to {self.path}")
             try:
-                self._mux(self._video.encode(None))
+                if not self.copies_video:
+                    self._mux(self._video.encode(None))
             except (av.error.FFmpegError, ValueError) as exc:
                 raise EncoderError(
                     f"flushing encoder {self.codec} failed: {describe_av_error(exc)}"

@@ -105,6 +105,48 @@ def _model_stage(
     out.close()
 
 
+def add_model_stage(
+    runner: Runner,
+    job: Job,
+    decoded: Channel,
+    upscaled: Channel,
+    counts: dict[str, int],
+    inject: Callable[[str], None],
+) -> None:
+    """Add the model stage to ``runner``: one thread, or with several backends dispatch,
+    one worker per device and reorder. ``inject("model")`` runs before every batch after
+    the first (fault tests)."""
+    cfg = job.cfg
+    batch_size = cfg.batch_size or job.backend.default_batch_size
+
+    def upscaler(b: TorchBackend | OpenCVBackend) -> Callable[[list[Frame]], list[Frame]]:
+        # With several GPUs each worker thread makes its backend's GPU the current one
+        # (for anything that allocates on the current device rather than on b.device).
+        gpu = None
+        if len(job.backends) > 1 and isinstance(b, TorchBackend) and b.device.type == "cuda":
+            gpu = b.device
+
+        def upscale(frames: list[Frame]) -> list[Frame]:
+            if counts["model"] >= 1:
+                inject("model")
+            with torch.cuda.device(gpu) if gpu is not None else contextlib.nullcontext():
+                return b.upscale(frames)
+
+        return upscale
+
+    if len(job.backends) > 1:
+        n = len(job.backends)
+        names = stage_names(cfg.devices if len(cfg.devices) == n else [str(i) for i in range(n)])
+        workers = [(name, upscaler(b)) for name, b in zip(names, job.backends, strict=True)]
+        add_multi_device_stage(runner, workers, decoded, upscaled, batch_size, counts)
+    else:
+
+        def model_stage() -> None:
+            _model_stage(upscaler(job.backend), decoded, upscaled, batch_size, counts)
+
+        runner.add("model", model_stage, inputs=[decoded], outputs=[upscaled])
+
+
 @dataclass
 class Job:
     """Everything checked and loaded before any thread starts or any file is created."""
@@ -243,7 +285,7 @@ def execute(
     Raises StageError (a stage failed: the partial output is removed) and Interrupted.
     ``fault`` names a stage to fail on purpose (tests of fault handling).
     """
-    cfg, out_path, info, model, backend = job.cfg, job.out_path, job.info, job.model, job.backend
+    cfg, out_path, info, model = job.cfg, job.out_path, job.info, job.model
     video = info.video
     out_w, out_h = job.out_size
 
@@ -265,26 +307,6 @@ def execute(
                         inject("reader")
                 decoded.put(item)
         decoded.close()
-
-    def upscaler(b: TorchBackend | OpenCVBackend) -> Callable[[list[Frame]], list[Frame]]:
-        # With several GPUs each worker thread makes its backend's GPU the current one
-        # (for anything that allocates on the current device rather than on b.device).
-        gpu = None
-        if len(job.backends) > 1 and isinstance(b, TorchBackend) and b.device.type == "cuda":
-            gpu = b.device
-
-        def upscale(frames: list[Frame]) -> list[Frame]:
-            if counts["model"] >= 1:
-                inject("model")
-            with torch.cuda.device(gpu) if gpu is not None else contextlib.nullcontext():
-                return b.upscale(frames)
-
-        return upscale
-
-    batch_size = cfg.batch_size or backend.default_batch_size
-
-    def model_stage() -> None:
-        _model_stage(upscaler(backend), decoded, upscaled, batch_size, counts)
 
     def writer_stage() -> None:
         writer = Writer(
@@ -321,13 +343,7 @@ def execute(
             writer.abort()  # no-op after a successful close
 
     runner.add("reader", reader_stage, outputs=[decoded])
-    if len(job.backends) > 1:
-        n = len(job.backends)
-        names = stage_names(cfg.devices if len(cfg.devices) == n else [str(i) for i in range(n)])
-        workers = [(name, upscaler(b)) for name, b in zip(names, job.backends, strict=True)]
-        add_multi_device_stage(runner, workers, decoded, upscaled, batch_size, counts)
-    else:
-        runner.add("model", model_stage, inputs=[decoded], outputs=[upscaled])
+    add_model_stage(runner, job, decoded, upscaled, counts, inject)
     runner.add("writer", writer_stage, inputs=[upscaled])
     t0 = time.perf_counter()
     runner.run()

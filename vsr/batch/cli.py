@@ -1,0 +1,269 @@
+"""``vsr batch``: the Typer sub-app (``batch_app``).
+
+``vsr batch INPUT... --out DIR`` runs a batch (the ``run`` subcommand is the default: any
+first argument that is not ``run``, ``status`` or ``retry`` is an input, and
+``vsr batch run INPUT...`` names it explicitly, e.g. for an input file called
+``status``); ``vsr batch status DIR`` shows the ledger; ``vsr batch retry DIR`` re-runs
+the failed rows. Errors are one line on stderr and an exit code (``vsr.cli._guard``):
+0 all done, 1 a job failed or an input was refused, 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+__all__ = ["batch_app", "main"]
+
+
+class _DefaultRunGroup(TyperGroup):
+    """A group whose default subcommand is ``run``: ``vsr batch a.mp4 --out D`` is
+    ``vsr batch run a.mp4 --out D``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+batch_app = typer.Typer(
+    cls=_DefaultRunGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Upscale many videos, resumably: vsr batch INPUT... --out DIR; "
+    "vsr batch status DIR; vsr batch retry DIR.",
+)
+
+
+def _vsr_cli() -> Any:
+    # vsr.cli owns logging setup and the mapping of errors to one line and an exit code.
+    # Imported at call time (vsr.cli registers this app) and by name, so that type
+    # checking vsr.batch does not pull in every command's modules.
+    return importlib.import_module("vsr.cli")
+
+
+def _guard(fn: Callable[[], None], *, quiet: bool, debug: bool) -> None:
+    cli = _vsr_cli()
+    cli._setup_logging(quiet=quiet, debug=debug)
+    cli._guard(fn, debug=debug)
+
+
+def _finish(report: Any, *, as_json: bool, quiet: bool) -> None:
+    """Print the report (JSON or the table, on stdout); exit 1 if anything failed."""
+    from vsr.errors import VsrError
+
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif not quiet:
+        print(report.table())
+    if report.failed:
+        total = report.counts()["total"] + report.counts()["refused"]
+        raise VsrError(
+            f"{report.failed} of {total} inputs failed or were refused",
+            hint=f"vsr batch status {report.out} shows why; vsr batch retry {report.out} "
+            "re-runs the failed jobs",
+        )
+
+
+_OUT = typer.Option("--out", "-o", help="Output folder (mirrors the input tree; holds the ledger).")
+_JOBS = typer.Option("--jobs", "-j", help="Jobs at a time (local: worker processes).")
+_ENGINE = typer.Option("--engine", help="local (worker processes) or ray (a Ray cluster).")
+_RAY_ADDRESS = typer.Option("--ray-address", help="Ray cluster address (default: start one).")
+_GPUS = typer.Option(
+    "--gpus-per-job", help="Ray: GPUs per job (default: 1 with a CUDA --device, else 0)."
+)
+_CPUS = typer.Option("--cpus-per-job", help="Ray: CPUs per job.")
+_RETRIES = typer.Option(
+    "--retries",
+    help="Retries of a failed job, with exponential backoff (a bad input is not retried).",
+)
+_DEVICE = typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto).")
+_QUIET = typer.Option("--quiet", "-q", help="No progress bars or table.")
+_JSON = typer.Option("--json", help="Print the report as JSON on stdout.")
+_DEBUG = typer.Option("--debug", help="Show tracebacks.")
+
+
+@batch_app.command("run")
+def run_command(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT...",
+            help="Video files, folders (searched recursively), globs, or list files "
+            "(@list.txt or a .txt file: one path a line, # comments).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, _OUT],
+    model: Annotated[
+        str | None, typer.Option("-m", "--model", help="Model name (default: espcn).")
+    ] = None,
+    scale: Annotated[
+        int | None, typer.Option("-x", "-s", "--scale", help="Upscaling factor (default: 3).")
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb)."),
+    ] = None,
+    device: Annotated[str | None, _DEVICE] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="auto, fp32, fp16 or bf16.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Frames per model batch.")
+    ] = None,
+    tile: Annotated[
+        int | None, typer.Option("--tile", help="Upscale in tiles of this many input pixels.")
+    ] = None,
+    codec: Annotated[
+        str | None, typer.Option("--codec", help="Video encoder (default: libx264).")
+    ] = None,
+    crf: Annotated[int | None, typer.Option("--crf", help="Constant rate factor.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Encoder preset.")] = None,
+    pix_fmt: Annotated[str | None, typer.Option("--pix-fmt", help="Output pixel format.")] = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio.")] = False,
+    jobs: Annotated[int, _JOBS] = 1,
+    engine: Annotated[str, _ENGINE] = "local",
+    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
+    gpus_per_job: Annotated[float | None, _GPUS] = None,
+    cpus_per_job: Annotated[float, _CPUS] = 1.0,
+    retries: Annotated[int, _RETRIES] = 2,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Only files matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Leave out files matching this glob (repeatable)."),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace output files that this batch did not write."),
+    ] = False,
+    quiet: Annotated[bool, _QUIET] = False,
+    as_json: Annotated[bool, _JSON] = False,
+    debug: Annotated[bool, _DEBUG] = False,
+) -> None:
+    """Upscale every input into --out, resumably (the default command: vsr batch INPUT...).
+
+    Done and unchanged inputs are skipped, changed inputs or parameters are redone, and a
+    run that was killed is picked up where it stopped. Exit 1 if any job failed."""
+
+    def job() -> None:
+        from vsr.batch.engine import BatchConfig, run_batch
+
+        options = {
+            "model": model,
+            "scale": scale,
+            "weights": weights,
+            "device": device,
+            "precision": precision,
+            "batch_size": batch_size,
+            "tile": tile,
+            "codec": codec,
+            "crf": crf,
+            "preset": preset,
+            "pix_fmt": pix_fmt,
+            "audio": False if no_audio else None,
+        }
+        cfg = BatchConfig(
+            inputs=tuple(inputs),
+            out=out,
+            options={k: v for k, v in options.items() if v is not None},
+            jobs=jobs,
+            engine=engine,
+            ray_address=ray_address,
+            gpus_per_job=gpus_per_job,
+            cpus_per_job=cpus_per_job,
+            retries=retries,
+            include=tuple(include or ()),
+            exclude=tuple(exclude or ()),
+            overwrite=overwrite,
+            progress=not quiet and not as_json,
+        )
+        _finish(run_batch(cfg), as_json=as_json, quiet=quiet)
+
+    _guard(job, quiet=quiet, debug=debug)
+
+
+@batch_app.command("status")
+def status_command(
+    out: Annotated[
+        Path, typer.Argument(metavar="DIR", help="The batch's output folder.", show_default=False)
+    ],
+    as_json: Annotated[bool, _JSON] = False,
+    debug: Annotated[bool, _DEBUG] = False,
+) -> None:
+    """Show every job of the batch in DIR (state, attempts, frames, error)."""
+
+    def job() -> None:
+        from vsr.batch.engine import batch_status
+
+        report = batch_status(out)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2))
+        else:
+            print(report.table())
+
+    _guard(job, quiet=False, debug=debug)
+
+
+@batch_app.command("retry")
+def retry_command(
+    out: Annotated[
+        Path, typer.Argument(metavar="DIR", help="The batch's output folder.", show_default=False)
+    ],
+    device: Annotated[str | None, _DEVICE] = None,
+    jobs: Annotated[int, _JOBS] = 1,
+    engine: Annotated[str, _ENGINE] = "local",
+    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
+    gpus_per_job: Annotated[float | None, _GPUS] = None,
+    cpus_per_job: Annotated[float, _CPUS] = 1.0,
+    retries: Annotated[int, _RETRIES] = 2,
+    quiet: Annotated[bool, _QUIET] = False,
+    as_json: Annotated[bool, _JSON] = False,
+    debug: Annotated[bool, _DEBUG] = False,
+) -> None:
+    """Re-run the failed (and still pending) jobs of the batch in DIR.
+
+    Each runs with the parameters it was queued with; --device may change."""
+
+    def job() -> None:
+        from vsr.batch.engine import BatchConfig, retry_batch
+
+        cfg = BatchConfig(
+            inputs=(),
+            out=out,
+            options={"device": device} if device is not None else {},
+            jobs=jobs,
+            engine=engine,
+            ray_address=ray_address,
+            gpus_per_job=gpus_per_job,
+            cpus_per_job=cpus_per_job,
+            retries=retries,
+            progress=not quiet and not as_json,
+        )
+        report = retry_batch(cfg)
+        if not report.jobs and not as_json:
+            if not quiet:
+                print("vsr: nothing to retry: no failed jobs", file=sys.stderr)
+            return
+        _finish(report, as_json=as_json, quiet=quiet)
+
+    _guard(job, quiet=quiet, debug=debug)
+
+
+def main() -> None:
+    """``python -m vsr.batch``: the sub-app on its own (as ``vsr batch``)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _vsr_cli()._on_sigterm)
+    batch_app(prog_name="vsr batch")

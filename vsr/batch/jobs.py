@@ -1,0 +1,250 @@
+"""One batch job: a picklable description (``JobSpec``), its outcome (``JobResult``) and
+``run_job``, which upscales one file wherever it runs (a local worker process, a Ray task).
+
+Nothing here touches the ledger: the driver alone records what happened.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "OUTPUT_FIELDS",
+    "JobResult",
+    "JobSpec",
+    "disk_full_reason",
+    "params_hash",
+    "remove_temp_files",
+    "run_job",
+    "run_config",
+]
+
+#: RunConfig fields that change the output file. ``device``, ``devices``, ``batch_size``,
+#: ``compile``, ``queue_size``, ``quiet`` and ``overwrite`` only change how it is made.
+OUTPUT_FIELDS = (
+    "model",
+    "scale",
+    "weights",
+    "backend",
+    "precision",
+    "tile",
+    "tile_overlap",
+    "self_ensemble",
+    "codec",
+    "crf",
+    "preset",
+    "pix_fmt",
+    "audio",
+)
+#: The marker of the Writer's temporary files (``.<stem>.vsr-tmp-<pid><suffix>``).
+TMP_MARK = ".vsr-tmp-"
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+_DISK_WORDS = ("no space left on device", "file too large", "disk quota exceeded")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    key: str  # ledger key (the input's resolved path)
+    input: str
+    output: str  # final path under DIR
+    params: dict[str, Any]  # RunConfig keyword arguments other than input/output
+
+
+@dataclass
+class JobResult:
+    key: str
+    ok: bool
+    output: str | None
+    frames: int
+    seconds: float
+    error: str | None  # one line
+    permanent: bool  # True: retrying cannot help (bad input)
+
+
+def run_config(spec: JobSpec) -> Any:
+    """The ``RunConfig`` of ``spec`` (paths as ``Path``, ``devices`` as a tuple); it always
+    replaces its output (the driver decides what may be replaced) and prints nothing."""
+    from vsr.config import RunConfig
+
+    params = dict(spec.params)
+    params.pop("input", None)
+    params.pop("output", None)
+    if params.get("weights") is not None:
+        params["weights"] = Path(params["weights"])
+    if params.get("devices") is not None:
+        params["devices"] = tuple(params["devices"])
+    params["overwrite"] = True
+    params["quiet"] = True
+    return RunConfig(input=Path(spec.input), output=Path(spec.output), **params)
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    """A hash of the parameters that change the output (``OUTPUT_FIELDS``), with the
+    weights file's size and modification time, so new weights redo the job."""
+    from vsr.config import RunConfig
+
+    defaults = {f.name: f.default for f in fields(RunConfig)}
+    picked: dict[str, Any] = {k: params.get(k, defaults.get(k)) for k in OUTPUT_FIELDS}
+    weights = picked.get("weights")
+    if weights is not None:
+        path = Path(weights)
+        try:
+            st = path.stat()
+            picked["weights"] = [str(path.resolve()), st.st_size, st.st_mtime_ns]
+        except OSError:
+            picked["weights"] = [str(path), None, None]
+    blob = json.dumps(picked, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def disk_full_reason(exc: BaseException) -> str | None:
+    """``"disk full"``/``"file too large"``/``"disk quota exceeded"`` when ``exc`` (or
+    what it wraps) is an out-of-space error (ENOSPC, EFBIG, EDQUOT), else ``None``."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cur = todo.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        code = getattr(cur, "errno", None)
+        if isinstance(cur, OSError) and code in _DISK_ERRNOS:
+            return {errno.ENOSPC: "disk full", errno.EFBIG: "file too large"}.get(
+                code, "disk quota exceeded"
+            )
+        todo += [getattr(cur, "cause", None), cur.__cause__, cur.__context__]
+    text = str(exc).lower()
+    for word in _DISK_WORDS:
+        if word in text:
+            return "disk full" if word.startswith("no space") else word
+    return None
+
+
+def remove_temp_files(output: str | Path) -> list[Path]:
+    """Delete the Writer's temporary siblings of ``output`` (left by a killed process);
+    return what was removed."""
+    out = Path(output)
+    pattern = re.compile(
+        rf"^\.{re.escape(out.stem)}{re.escape(TMP_MARK)}\d+{re.escape(out.suffix)}$"
+    )
+    removed: list[Path] = []
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if pattern.match(entry.name) and not entry.is_symlink() and entry.is_file():
+            try:
+                entry.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(entry)
+    return removed
+
+
+def _one_line(exc: BaseException) -> str:
+    from vsr.errors import VsrError
+
+    text = exc.one_line() if isinstance(exc, VsrError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    progress: Callable[[int], None] | None = None,
+    threads: int | None = None,
+) -> JobResult:
+    """Upscale ``spec.input`` into ``spec.output`` (atomically: the Writer's temp name and
+    rename) and say how it went. Never raises for media, encoder, usage or OS errors;
+    only an interrupt (``KeyboardInterrupt``) propagates.
+
+    ``permanent`` is True when retrying cannot help: the input is missing, cannot be
+    probed or decoded, the parameters are refused, or the disk is full (free space, then
+    ``vsr batch retry``). ``progress(n)`` is called per written frame; ``threads`` caps
+    torch's CPU threads (several jobs sharing the cores).
+    """
+    from vsr.errors import (
+        DeviceError,
+        InputNotFoundError,
+        Interrupted,
+        MediaError,
+        StageError,
+        VsrError,
+    )
+
+    t0 = time.perf_counter()
+
+    def fail(message: str, permanent: bool) -> JobResult:
+        remove_temp_files(spec.output)
+        return JobResult(
+            key=spec.key,
+            ok=False,
+            output=None,
+            frames=0,
+            seconds=round(time.perf_counter() - t0, 3),
+            error=" ".join(message.split()),
+            permanent=permanent,
+        )
+
+    try:
+        cfg = run_config(spec)
+    except (TypeError, ValueError) as exc:
+        return fail(f"bad job parameters: {exc}", True)
+
+    from vsr.pipeline.engine import execute, prepare
+
+    try:
+        job = prepare(cfg)
+    except (InputNotFoundError, MediaError) as exc:
+        return fail(f"unreadable input: {_one_line(exc)}", True)
+    except DeviceError as exc:
+        return fail(_one_line(exc), False)
+    except Interrupted:
+        raise
+    except VsrError as exc:  # usage, weights: the same every time
+        return fail(_one_line(exc), True)
+    except Exception as exc:  # noqa: BLE001 - an OSError or a bug: one line, maybe transient
+        return fail(_one_line(exc), False)
+
+    if threads is not None and cfg.device in ("auto", "cpu") and not cfg.devices:
+        import torch
+
+        if str(getattr(job.backend, "device", "cpu")) == "cpu":
+            torch.set_num_threads(max(1, threads))
+
+    try:
+        report = execute(job, progress=progress)
+    except Interrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 - StageError and anything else: one line
+        disk = disk_full_reason(exc)
+        if disk is not None:
+            return fail(f"{disk} while writing {Path(spec.output).name}: {_one_line(exc)}", True)
+        bad_input = (
+            isinstance(exc, StageError)
+            and exc.stage == "reader"
+            and isinstance(exc.cause, MediaError)
+        )
+        prefix = "undecodable input: " if bad_input else ""
+        return fail(prefix + _one_line(exc), bad_input)
+
+    if not Path(spec.output).is_file():  # the Writer renames only a complete file
+        return fail(f"output missing after the run: {spec.output}", False)
+    return JobResult(
+        key=spec.key,
+        ok=True,
+        output=spec.output,
+        frames=report.frames_out,
+        seconds=round(time.perf_counter() - t0, 3),
+        error=None,
+        permanent=False,
+    )
