@@ -129,6 +129,51 @@ def _counts(ledger: Path) -> dict[str, int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_long_file_killed_mid_way_resumes_from_its_segments(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A long input is written in segments: after kill -9 of the batch the rerun keeps the
+    recorded segments, and the joined output has every frame and the audio."""
+    import logging
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    clip(src / "long.mp4", frames=150)  # 5 s: segmented with --segment-seconds 0.5
+    cmd = [sys.executable, "-m", "vsr.batch", str(src), "--out", str(out), *FAST]
+    cmd += ["--segment-seconds", "0.5", "-q"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    manifest = out / ".long.mp4.vsr-parts" / "manifest.json"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no two segments were recorded"
+            try:
+                recorded = json.loads(manifest.read_text())["segments"]
+            except (OSError, ValueError, KeyError):
+                recorded = []
+            if len(recorded) >= 2:
+                break
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (out / "long.mp4").exists()  # no output until the join
+    kept = len(json.loads(manifest.read_text())["segments"])
+    assert kept >= 2
+
+    caplog.set_level(logging.INFO, logger="vsr")
+    report, ran = run_inline(config([src], out, segment_seconds=0.5))
+    assert ran == ["long.mp4"] and report.jobs[0].state == "done"
+    resumed = [r.getMessage() for r in caplog.records if "resuming after" in r.getMessage()]
+    assert resumed and f"resuming after {kept} segment(s)" in resumed[0]
+    assert decoded(out / "long.mp4") == (150, (128, 96), True)
+    with av.open(str(src / "long.mp4")) as c:
+        src_pts = [f.pts for f in c.decode(video=0)]
+    with av.open(str(out / "long.mp4")) as c:
+        assert [f.pts for f in c.decode(video=0)] == src_pts
+    assert not (out / ".long.mp4.vsr-parts").exists() and not temp_files(out)
+
+
 def test_sigkill_of_the_driver_then_rerun_loses_nothing(tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
     frames = [12, 60, 12, 12, 12, 12]  # killed while c1 (long) runs, after c0

@@ -85,6 +85,11 @@ _RETRIES = typer.Option(
     "--retries",
     help="Retries of a failed job, with exponential backoff (a bad input is not retried).",
 )
+_SEGMENTS = typer.Option(
+    "--segment-seconds",
+    help="Inputs longer than twice this are written in resumable segments of about this "
+    "many seconds, so a crash loses at most one (0: never).",
+)
 _DEVICE = typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto).")
 _QUIET = typer.Option("--quiet", "-q", help="No progress bars or table.")
 _JSON = typer.Option("--json", help="Print the report as JSON on stdout.")
@@ -136,6 +141,7 @@ def run_command(
     gpus_per_job: Annotated[float | None, _GPUS] = None,
     cpus_per_job: Annotated[float, _CPUS] = 1.0,
     retries: Annotated[int, _RETRIES] = 2,
+    segment_seconds: Annotated[float, _SEGMENTS] = 10.0,
     include: Annotated[
         list[str] | None,
         typer.Option("--include", help="Only files matching this glob (repeatable)."),
@@ -184,6 +190,7 @@ def run_command(
             gpus_per_job=gpus_per_job,
             cpus_per_job=cpus_per_job,
             retries=retries,
+            segment_seconds=segment_seconds or None,
             include=tuple(include or ()),
             exclude=tuple(exclude or ()),
             overwrite=overwrite,
@@ -228,6 +235,7 @@ def retry_command(
     gpus_per_job: Annotated[float | None, _GPUS] = None,
     cpus_per_job: Annotated[float, _CPUS] = 1.0,
     retries: Annotated[int, _RETRIES] = 2,
+    segment_seconds: Annotated[float, _SEGMENTS] = 10.0,
     quiet: Annotated[bool, _QUIET] = False,
     as_json: Annotated[bool, _JSON] = False,
     debug: Annotated[bool, _DEBUG] = False,
@@ -249,6 +257,7 @@ def retry_command(
             gpus_per_job=gpus_per_job,
             cpus_per_job=cpus_per_job,
             retries=retries,
+            segment_seconds=segment_seconds or None,
             progress=not quiet and not as_json,
         )
         report = retry_batch(cfg)

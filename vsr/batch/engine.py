@@ -79,6 +79,7 @@ class BatchConfig:
     exclude: tuple[str, ...] = ()
     overwrite: bool = False  # replace output files that this batch did not write
     progress: bool = True
+    segment_seconds: float | None = 10.0  # longer inputs (2x) go in resumable segments
 
 
 @dataclass
@@ -245,7 +246,7 @@ def make_engine(cfg: BatchConfig, on_progress: Callable[[str, int], None] | None
         return LocalEngine(cfg.jobs, on_progress=on_progress)
     if cfg.engine == "ray":
         if importlib.util.find_spec("ray") is None:
-            raise UsageError("the ray engine needs ray", hint="pip install 'vsr[ray]'")
+            raise UsageError("the ray engine needs Ray", hint="pip install 'vsr[ray]'")
         try:
             module = importlib.import_module("vsr.batch.ray_engine")
         except ImportError as exc:
@@ -463,6 +464,8 @@ def _check(cfg: BatchConfig) -> None:
         raise UsageError(f"--jobs must be at least 1, got {cfg.jobs}")
     if cfg.retries < 0:
         raise UsageError(f"--retries cannot be negative, got {cfg.retries}")
+    if cfg.segment_seconds is not None and cfg.segment_seconds < 0:
+        raise UsageError(f"--segment-seconds cannot be negative, got {cfg.segment_seconds:g}")
     if cfg.engine not in ENGINES:
         raise UsageError(f"unknown engine {cfg.engine!r}", hint=f"use {' or '.join(ENGINES)}")
 
@@ -553,7 +556,15 @@ def run_batch(cfg: BatchConfig, *, engine: Engine | None = None) -> BatchReport:
                 output=out,
                 reset_attempts=not same,
             )
-            specs.append(JobSpec(key=src.key, input=src.key, output=out, params=params))
+            specs.append(
+                JobSpec(
+                    key=src.key,
+                    input=src.key,
+                    output=out,
+                    params=params,
+                    segment_seconds=cfg.segment_seconds,
+                )
+            )
         try:
             for key in _execute(ledger, specs, cfg, engine):
                 actions[key] = "ran"
@@ -606,7 +617,15 @@ def retry_batch(cfg: BatchConfig, *, engine: Engine | None = None) -> BatchRepor
             params = {**row.params, **how}
             if "devices" in how:
                 params["devices"] = list(how["devices"])
-            specs.append(JobSpec(key=key, input=row.input, output=row.output, params=params))
+            specs.append(
+                JobSpec(
+                    key=key,
+                    input=row.input,
+                    output=row.output,
+                    params=params,
+                    segment_seconds=cfg.segment_seconds,
+                )
+            )
         try:
             ran = _execute(ledger, specs, cfg, engine)
         except KeyboardInterrupt as exc:

@@ -14,7 +14,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vsr.pipeline.engine import RunReport
 
 __all__ = [
     "OUTPUT_FIELDS",
@@ -56,6 +59,9 @@ class JobSpec:
     input: str
     output: str  # final path under DIR
     params: dict[str, Any]  # RunConfig keyword arguments other than input/output
+    # Inputs longer than 2 x this many seconds are written in resumable segments
+    # (vsr.pipeline.segments): a killed job keeps its finished segments. None: never.
+    segment_seconds: float | None = None
 
 
 @dataclass
@@ -221,8 +227,19 @@ def run_job(
         if str(getattr(job.backend, "device", "cpu")) == "cpu":
             torch.set_num_threads(max(1, threads))
 
+    seg = spec.segment_seconds
+    duration = job.info.video.duration or job.info.duration
+    segmented = bool(seg and duration is not None and float(duration) > 2 * seg)
+    report: RunReport
     try:
-        report = execute(job, progress=progress)
+        if segmented:
+            from vsr.pipeline.segments import run_segmented
+
+            report = run_segmented(
+                cfg, segment_seconds=float(seg or 0), progress=progress, prepared=job
+            )
+        else:
+            report = execute(job, progress=progress)
     except Interrupted:
         raise
     except Exception as exc:  # noqa: BLE001 - StageError and anything else: one line

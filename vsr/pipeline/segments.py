@@ -589,6 +589,7 @@ def run_segmented(
     segment_seconds: float = 10.0,
     progress: Callable[[int], None] | None = None,
     fault: str | None = None,
+    prepared: Job | None = None,
 ) -> SegmentedRunReport:
     """Upscale ``cfg.input`` into ``cfg.resolved_output()`` in resumable segments.
 
@@ -596,7 +597,7 @@ def run_segmented(
     :func:`default_work_dir`); a matching manifest there is continued. ``progress`` gets
     the number of frames done (the kept ones first, in one call). ``fault`` names a stage
     to fail on purpose (tests): ``reader``, ``model``, or ``writer`` (in the second
-    segment this run writes).
+    segment this run writes). ``prepared``: ``prepare(cfg)`` already done by the caller.
 
     Raises what ``engine.run`` raises: UsageError etc. before anything is written,
     StageError (the segment being written is removed; finished ones and the manifest
@@ -605,7 +606,7 @@ def run_segmented(
     """
     if not segment_seconds > 0:
         raise UsageError(f"segment length must be positive, got {segment_seconds}")
-    job = prepare(cfg)
+    job = prepared if prepared is not None else prepare(cfg)
     out_path = job.out_path
     work = Path(work_dir) if work_dir is not None else default_work_dir(out_path)
     container = segment_suffix(out_path, resolve_codec(cfg.codec, device=_device(cfg)))
