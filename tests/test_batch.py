@@ -129,9 +129,7 @@ def _counts(ledger: Path) -> dict[str, int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
-def test_long_file_killed_mid_way_resumes_from_its_segments(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_long_file_killed_mid_way_resumes_from_its_segments(tmp_path: Path) -> None:
     """A long input is written in segments: after kill -9 of the batch the rerun keeps the
     recorded segments, and the joined output has every frame and the audio."""
     import logging
@@ -161,10 +159,22 @@ def test_long_file_killed_mid_way_resumes_from_its_segments(
     kept = len(json.loads(manifest.read_text())["segments"])
     assert kept >= 2
 
-    caplog.set_level(logging.INFO, logger="vsr")
-    report, ran = run_inline(config([src], out, segment_seconds=0.5))
+    # A handler on the "vsr" logger itself: the CLI turns its propagation off, so a
+    # handler on the root logger (caplog) would miss these after any in-process CLI test.
+    messages: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("vsr")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        report, ran = run_inline(config([src], out, segment_seconds=0.5))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     assert ran == ["long.mp4"] and report.jobs[0].state == "done"
-    resumed = [r.getMessage() for r in caplog.records if "resuming after" in r.getMessage()]
+    resumed = [m for m in messages if "resuming after" in m]
     assert resumed and f"resuming after {kept} segment(s)" in resumed[0]
     assert decoded(out / "long.mp4") == (150, (128, 96), True)
     with av.open(str(src / "long.mp4")) as c:
