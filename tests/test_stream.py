@@ -518,6 +518,37 @@ def test_rtp_sink(tmp_path: Path) -> None:
     assert n >= 90 - FPS - 1, err.decode()[-500:]
 
 
+def test_rtmp_sink(tmp_path: Path) -> None:
+    """An RTMP (FLV) sink pushing to a receiver in FFmpeg's RTMP listen mode on 127.0.0.1."""
+    from vsr.media.sample import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "in.mp4", width=W, height=H, frames=60, rate=Fraction(30))
+    port = free_port()
+    url = f"rtmp://127.0.0.1:{port}/live/vsr"
+    receiver_code = (
+        "import av\n"
+        f"c=av.open('{url}',options={{'listen':'1'}},timeout=(30,5))\n"
+        "n=w=h=0\n"
+        "try:\n"
+        "    for f in c.decode(video=0): n+=1; w,h=f.width,f.height\n"
+        "except Exception: pass\n"  # the publisher closing ends the read
+        "print(n, w, h, len(c.streams.audio))\n"
+    )
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", receiver_code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    wait_listening(port, receiver)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "vsr", "stream", str(clip), "--realtime", "-q", "-o", url]
+    cmd += ["-m", "bicubic", "-x", "2", "--device", "cpu"]
+    res = subprocess.run(cmd, env=env, capture_output=True, timeout=40)
+    assert res.returncode == 0, res.stderr.decode()
+    out, err = receiver.communicate(timeout=20)
+    n, w, h, n_audio = (int(v) for v in out.split())
+    assert (w, h, n_audio) == (2 * W, 2 * H, 1)
+    assert n == 60, (n, err.decode()[-500:])
+
+
 def srt_missing() -> bool:
     try:
         av.open("srt://127.0.0.1:9?mode=caller", timeout=0.2)
