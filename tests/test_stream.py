@@ -130,6 +130,7 @@ def start_sender(url: str, frames: int, *, audio: bool = True) -> subprocess.Pop
         args.append("noaudio")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    SENDERS.append(proc)
     if url.startswith("tcp://") and url.endswith("?listen"):
         wait_listening(int(url.rsplit(":", 1)[1].split("?")[0]), proc)
     return proc
@@ -149,6 +150,20 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], limit: float = 20.0
             if state == "0A" and int(local.split(":")[1], 16) == port:
                 return
         time.sleep(0.05)
+
+
+SENDERS: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_senders() -> Any:
+    """A test that fails before it stops its sender must not leave it listening."""
+    yield
+    while SENDERS:
+        proc = SENDERS.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(autouse=True)
