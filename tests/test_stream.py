@@ -56,6 +56,10 @@ def send_ts(
         v.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency"}
         v.codec_context.gop_size = FPS  # a keyframe a second, as live senders do
         a = out.add_stream("aac", rate=48000, layout="stereo") if audio else None
+        # PyAV opens the output (for a ``?listen`` URL: waits for the receiver) only when
+        # the header is written; write it now, so the 30 fps clock starts once a receiver
+        # is there instead of sending the frames that "fell due" meanwhile in one burst.
+        out.start_encoding()
         t0 = time.monotonic()
         sample = 0
         for i in range(frames):
