@@ -51,6 +51,19 @@ class Packet:
     time_base: Fraction
     is_keyframe: bool = True
 
+    @classmethod
+    def from_av(cls, packet: Any) -> Packet:
+        """Copy a PyAV packet's data and timing out of PyAV."""
+        return cls(
+            stream_index=packet.stream_index,
+            data=bytes(packet),
+            pts=packet.pts,
+            dts=packet.dts,
+            duration=packet.duration,
+            time_base=packet.time_base,
+            is_keyframe=bool(packet.is_keyframe),
+        )
+
 
 def planar_format(pix_fmt: str) -> str:
     """The :data:`PLANAR_FORMATS` name the reader delivers for a decoder format.
@@ -212,15 +225,7 @@ class Reader:
                 continue  # PyAV's end-of-stream flush packets: we flush once below
             if packet.stream_index != vindex:
                 self.packets_read += 1
-                yield Packet(
-                    stream_index=packet.stream_index,
-                    data=bytes(packet),
-                    pts=packet.pts,
-                    dts=packet.dts,
-                    duration=packet.duration,
-                    time_base=packet.time_base,
-                    is_keyframe=bool(packet.is_keyframe),
-                )
+                yield Packet.from_av(packet)
                 continue
             try:
                 decoded = video.decode(packet)

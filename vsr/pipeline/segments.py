@@ -526,15 +526,7 @@ def _source_packets(path: Path, *, audio: bool) -> Iterator[Packet]:
         for packet in container.demux(streams):
             if packet.size == 0:
                 continue
-            yield Packet(
-                stream_index=packet.stream_index,
-                data=bytes(packet),
-                pts=packet.pts,
-                dts=packet.dts,
-                duration=packet.duration,
-                time_base=packet.time_base,
-                is_keyframe=bool(packet.is_keyframe),
-            )
+            yield Packet.from_av(packet)
     finally:
         with contextlib.suppress(av.error.FFmpegError, OSError):
             container.close()
