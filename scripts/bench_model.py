@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from vsr.backends.opencv_backend import opencv_pb_problem
 from vsr.backends.torch_backend import TorchBackend
 from vsr.media.frame import Frame
 from vsr.models.registry import load_model
@@ -58,18 +59,24 @@ def main() -> None:
         backend = TorchBackend(model, device="cpu", channels_last=cl)
         times[cl] = _time(lambda b=backend: b.upscale([frame]), args.frames)
     t_cl, t_nchw = times[True], times[False]
-    sr = cv2.dnn_superres.DnnSuperResImpl_create()
-    sr.readModel(str(args.weights))
-    sr.setModel(arch, scale)
-    bgr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    t_cv = _time(lambda: sr.upsample(bgr), args.frames)
+    problem = opencv_pb_problem()
+    t_cv = None
+    if problem is None:
+        sr = cv2.dnn_superres.DnnSuperResImpl_create()
+        sr.readModel(str(args.weights))
+        sr.setModel(arch, scale)
+        bgr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        t_cv = _time(lambda: sr.upsample(bgr), args.frames)
     print(
         f"{args.weights.name} {w}x{h}, {torch.get_num_threads()} torch threads, "
         f"{cv2.getNumThreads()} OpenCV threads"
     )
     print(f"vsr torch backend, channels_last: {t_cl * 1000:.1f} ms/frame ({1 / t_cl:.1f} fps)")
     print(f"vsr torch backend, NCHW:          {t_nchw * 1000:.1f} ms/frame ({1 / t_nchw:.1f} fps)")
-    print(f"cv2.dnn_superres upsample:        {t_cv * 1000:.1f} ms/frame ({1 / t_cv:.1f} fps)")
+    if t_cv is None:
+        print(f"cv2.dnn_superres upsample:        not run: {problem}")
+    else:
+        print(f"cv2.dnn_superres upsample:        {t_cv * 1000:.1f} ms/frame ({1 / t_cv:.1f} fps)")
 
 
 if __name__ == "__main__":

@@ -154,6 +154,15 @@ def main() -> None:
     w, h = (int(v) for v in args.size.split("x"))
     contenders = {"opencv": opencv_loop, "torch-loop": torch_loop, "vsr": vsr_run}
     names = args.only or list(contenders)
+    if "opencv" in names:
+        from vsr.backends.opencv_backend import OPENCV_PB_REQUIREMENT, opencv_pb_problem
+
+        problem = opencv_pb_problem()
+        if problem is not None:
+            sys.exit(
+                f"the opencv contender cannot run: {problem} (install '{OPENCV_PB_REQUIREMENT}', "
+                "or leave it out: --only torch-loop vsr)"
+            )
     runs: dict[str, list[float]] = {n: [] for n in names}
     report: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+from vsr.backends.opencv_backend import OPENCV_PB_REQUIREMENT, opencv_pb_problem
 from vsr.media.frame import ColorInfo
 from vsr.media.sample import make_corrupt_file, make_sample_clip, truncate_file
 
@@ -14,6 +16,28 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Small on purpose: the suite must stay fast on a 2-core machine.
 W, H = 128, 96
+
+#: Set (to anything) where the cv2.dnn_superres comparisons must run: CI sets it, and its
+#: pinned OpenCV (constraints.txt) reads .pb graphs, so a missing importer fails there.
+REQUIRE_OPENCV_PB = "VSR_REQUIRE_OPENCV_PB"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``opencv_pb`` compare with cv2.dnn_superres running a ``.pb`` graph:
+    they need an OpenCV with the TensorFlow importer (below 5.1, contrib build). Where it is
+    absent they are skipped with the reason, or fail when ``VSR_REQUIRE_OPENCV_PB`` is set."""
+    if item.get_closest_marker("opencv_pb") is None:
+        return
+    problem = opencv_pb_problem()
+    if problem is None:
+        return
+    reason = (
+        f"cv2.dnn_superres comparison not run: {problem} "
+        f"(install '{OPENCV_PB_REQUIREMENT}'; constraints.txt pins one)"
+    )
+    if os.environ.get(REQUIRE_OPENCV_PB):
+        pytest.fail(f"{REQUIRE_OPENCV_PB} is set but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -477,6 +477,7 @@ def test_other_mismatches_are_weights_errors(tmp_path: Path) -> None:
         load_model("lapsrn", 3)
 
 
+@pytest.mark.slow
 def test_vsr_run_with_an_edsr_pytorch_pt_file(tmp_path: Path, clip_mp4: Path) -> None:
     """A state dict in EDSR-PyTorch's official layout, saved with torch.save as the
     official repository does, runs end to end with ``vsr run -m edsr --weights F.pt``."""

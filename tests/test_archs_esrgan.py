@@ -435,6 +435,7 @@ def test_auto_without_spandrel_is_a_one_line_error(tmp_path, monkeypatch):
     assert "pip install spandrel" in err.value.one_line()
 
 
+@pytest.mark.slow
 def test_spandrel_is_imported_only_when_used():
     code = (
         "import sys; from vsr.models.registry import load_model; "
@@ -445,6 +446,7 @@ def test_spandrel_is_imported_only_when_used():
     assert proc.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_spandrel_only_architecture_loads_through_auto(tmp_path):
     spandrel = pytest.importorskip("spandrel", reason="spandrel is not installed (optional)")
     from spandrel.architectures.SPAN import SPAN
@@ -492,6 +494,7 @@ def test_rrdbnet_matches_spandrels_esrgan(tmp_path, up, shuffle):
 # -- end to end ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_runs_a_real_esrgan_pth_end_to_end(clip_mp4, tmp_path):
     ref = _randomise(RefRealESRGAN(4, 4, 1, 4), seed=9)
     weights = tmp_path / "RealESRGAN_x4plus_tiny.pth"

@@ -128,6 +128,7 @@ def _counts(ledger: Path) -> dict[str, int]:
         return {}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
 def test_long_file_killed_mid_way_resumes_from_its_segments(tmp_path: Path) -> None:
     """A long input is written in segments: after kill -9 of the batch the rerun keeps the
@@ -184,6 +185,7 @@ def test_long_file_killed_mid_way_resumes_from_its_segments(tmp_path: Path) -> N
     assert not (out / ".long.mp4.vsr-parts").exists() and not temp_files(out)
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_driver_then_rerun_loses_nothing(tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
     frames = [12, 60, 12, 12, 12, 12]  # killed while c1 (long) runs, after c0
@@ -250,6 +252,7 @@ def test_sigkill_of_the_driver_then_rerun_loses_nothing(tmp_path: Path) -> None:
 # -- failures ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_only_its_job_which_is_retried(tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
     clip(src / "a.mp4", frames=40)
@@ -280,6 +283,7 @@ def test_a_worker_that_dies_fails_only_its_job_which_is_retried(tmp_path: Path) 
     assert workers == []  # none left running once the batch is over
 
 
+@pytest.mark.slow
 def test_corrupt_input_fails_alone_and_retry_reruns_only_failed_rows(tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
     clip(src / "good1.mp4")
@@ -332,6 +336,7 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
     return apply
 
 
+@pytest.mark.slow
 def test_full_disk_fails_the_job_cleanly(tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
     clip(src / "big.mp4", frames=60)  # lossless x4: about 1 MiB

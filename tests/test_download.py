@@ -268,6 +268,7 @@ def test_unknown_entry_lists_the_known_ones(server):
     assert "test-w" in err.value.one_line()
 
 
+@pytest.mark.slow
 def test_cli_pull_through_a_test_catalog(server, tmp_path, monkeypatch):
     cat = tmp_path / "catalog.toml"
     cat.write_text(_catalog_toml(server.entry().url))

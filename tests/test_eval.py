@@ -219,6 +219,7 @@ def test_bad_folders_and_images(tmp_path: Path) -> None:
 # -- the published figures --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bicubic_reproduces_published_figures(shared_data: Path | None) -> None:
     if shared_data is None or not (shared_data / "val" / "Set14").is_dir():
         pytest.skip("../shared/data/val (Set5, Set14) is not here")
@@ -251,6 +252,7 @@ def two_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_cli_json_bicubic(two_images: Path) -> None:
     proc = _run_cli(str(two_images), "-m", "bicubic", "-x", "2", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -277,6 +279,7 @@ def test_cli_table(two_images: Path) -> None:
     assert set(lines[4]) == {"-"} and lines[5].split()[0] == "mean"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not default_weights("espcn", 3).exists(), reason="vsr/weights/espcn_x3.safetensors absent"
 )

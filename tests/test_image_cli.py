@@ -230,6 +230,7 @@ def test_folder_is_searched_recursively_and_mirrored(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_one_broken_image_is_reported_and_the_others_are_written(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -57,6 +57,7 @@ def _builtin_scales(name: str) -> list[int]:
     return [s for s in spec.scales if default_weights(name, s).is_file()]
 
 
+@pytest.mark.slow
 def test_list_names_every_registered_model_and_its_weights(cache):
     proc = _cli("models", "list", cache=cache)
     assert proc.returncode == 0, proc.stderr
@@ -132,6 +133,7 @@ def _tiny_espcn(path: Path, scale: int = 3) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_import_then_run(cache, tmp_path, clip_mp4):
     src = _tiny_espcn(tmp_path / "My ESPCN.safetensors")
     code, stdout, stderr = _invoke("models", "import", str(src), "--json")

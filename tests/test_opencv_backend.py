@@ -29,12 +29,19 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from pbgraph import espcn_graph
 from typer.testing import CliRunner
 
-from vsr.backends.opencv_backend import OpenCVBackend, bgr_to_yuv, yuv_to_bgr
+from vsr.backends.opencv_backend import (
+    OPENCV_PB_REQUIREMENT,
+    OpenCVBackend,
+    bgr_to_yuv,
+    opencv_pb_problem,
+    yuv_to_bgr,
+)
 from vsr.backends.torch_backend import TorchBackend
 from vsr.cli import app
 from vsr.config import RunConfig
@@ -88,6 +95,7 @@ def _grey_frames(n: int, h: int, w: int) -> list[Frame]:
     return out
 
 
+@pytest.mark.opencv_pb
 def test_grey_full_range_frames_agree_within_one_level(pb):
     color = ColorInfo("bt470bg", "pc")
     model = load_model("espcn", 2, weights=pb)
@@ -102,6 +110,7 @@ def test_grey_full_range_frames_agree_within_one_level(pb):
         assert (a.planes[1] == 128).all() and (a.planes[2] == 128).all()
 
 
+@pytest.mark.opencv_pb
 def test_opencv_backend_is_dnn_superres_between_two_colour_conversions(pb):
     """Each frame: stream YUV -> 8-bit BGR -> DnnSuperResImpl.upsample -> stream YUV."""
     color = ColorInfo("bt709", "tv")
@@ -119,6 +128,8 @@ def test_opencv_backend_is_dnn_superres_between_two_colour_conversions(pb):
         assert int(np.abs(a.astype(int) - b).max()) <= 1
 
 
+@pytest.mark.slow
+@pytest.mark.opencv_pb
 def test_cli_opencv_backend_runs_and_is_close_to_the_torch_path(pb, small_clip, tmp_path):
     out_cv = tmp_path / "cv.mkv"
     proc = subprocess.run(
@@ -196,3 +207,61 @@ def test_opencv_backend_refuses_safetensors_and_ten_bit(pb, tmp_path):
     cfg = RunConfig(input=tmp_path / "x.mp4", model="espcn", scale=2, weights=pb, backend="opencv")
     with pytest.raises(UsageError, match="8-bit"):
         make_backend(cfg, load_model("espcn", 2, weights=pb), ColorInfo(), bit_depth=10)
+
+
+def _run_cli(clip: Path, out: Path, *args: str):
+    result = CliRunner().invoke(
+        app, ["run", str(clip), "-m", "espcn", "-x", "2", "-o", str(out), "--quiet", *args]
+    )
+    return result
+
+
+def _check_refused(result, out: Path) -> None:
+    """Exit 2, one line naming both ways out, no traceback, no output file."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "--backend opencv is not available" in lines[0]
+    assert "--backend torch" in lines[0] and OPENCV_PB_REQUIREMENT in lines[0]
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_backend_opencv_on_the_installed_opencv(pb, small_clip, tmp_path):
+    """On whichever OpenCV is installed: ``--backend opencv`` runs where OpenCV reads .pb
+    graphs (below 5.1) and is refused in one line where it cannot (5.1 and newer); the
+    default torch backend runs the same file on both."""
+    out = tmp_path / "cv.mkv"
+    result = _run_cli(small_clip, out, "--backend", "opencv", "--weights", str(pb))
+    if opencv_pb_problem() is None:
+        assert result.exit_code == 0, result.output
+        assert len(_planes(out)) == 8
+    else:
+        _check_refused(result, out)
+    out = tmp_path / "torch.mkv"
+    result = _run_cli(small_clip, out, "--weights", str(pb))
+    assert result.exit_code == 0, result.output
+    assert len(_planes(out)) == 8
+
+
+def test_backend_opencv_without_the_tensorflow_importer(pb, small_clip, tmp_path, monkeypatch):
+    """OpenCV 5.1 removed ``cv2.dnn.readNetFromTensorflow`` (dnn_superres' .pb reader);
+    with it taken away here, the opencv backend is refused up front and torch still runs."""
+    monkeypatch.delattr(cv2.dnn, "readNetFromTensorflow", raising=False)
+    assert "removed in OpenCV 5.1" in str(opencv_pb_problem())
+    out = tmp_path / "cv.mkv"
+    _check_refused(_run_cli(small_clip, out, "--backend", "opencv", "--weights", str(pb)), out)
+    with pytest.raises(UsageError, match="not available"):
+        OpenCVBackend(load_model("espcn", 2, weights=pb), weights=pb)
+    out = tmp_path / "torch.mkv"
+    result = _run_cli(small_clip, out, "--weights", str(pb))
+    assert result.exit_code == 0, result.output
+    assert len(_planes(out)) == 8
+
+
+def test_backend_opencv_without_dnn_superres(pb, small_clip, tmp_path, monkeypatch):
+    """A non-contrib OpenCV (opencv-python) has no dnn_superres: refused the same way."""
+    monkeypatch.delattr(cv2, "dnn_superres", raising=False)
+    assert "no dnn_superres module" in str(opencv_pb_problem())
+    out = tmp_path / "cv.mkv"
+    _check_refused(_run_cli(small_clip, out, "--backend", "opencv", "--weights", str(pb)), out)

@@ -290,6 +290,7 @@ def test_synthetic_fsrcnn_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(_run(module.eval(), y), _fsrcnn_numpy(y, w, 3), atol=2e-6)
 
 
+@pytest.mark.opencv_pb
 @pytest.mark.parametrize(("arch", "make"), [("espcn", espcn_graph), ("fsrcnn", fsrcnn_graph)])
 def test_synthetic_graph_matches_cv2_dnn_superres(tmp_path: Path, arch: str, make) -> None:
     """The synthetic graphs also run in cv2.dnn_superres, so the reference is checked
@@ -335,6 +336,7 @@ def test_synthetic_lapsrn_round_trip(tmp_path: Path, levels: int) -> None:
         np.testing.assert_allclose(ours[0, 0].numpy(), ref, atol=2e-6)
 
 
+@pytest.mark.opencv_pb
 @pytest.mark.parametrize("scale", [2, 4])
 def test_synthetic_lapsrn_matches_cv2_dnn_superres(tmp_path: Path, scale: int) -> None:
     path = _write(tmp_path, "lapsrn.pb", lapsrn_graph(scale.bit_length() - 1)[0])
@@ -441,6 +443,7 @@ def test_synthetic_edsr_round_trip(tmp_path: Path, r: int, quantized: bool) -> N
     np.testing.assert_allclose(ours, reference, atol=1e-6, rtol=0)
 
 
+@pytest.mark.opencv_pb
 def test_synthetic_edsr_dequantizes_like_opencv(tmp_path: Path) -> None:
     """quantize_weights' Dequantize (MIN_FIRST) nodes give the kernels OpenCV's importer
     makes of them, bit for bit (``getParam`` of the classic engine)."""
@@ -456,6 +459,7 @@ def test_synthetic_edsr_dequantizes_like_opencv(tmp_path: Path) -> None:
     assert len(np.unique(state["body.0.body.0.weight"].numpy())) <= 256  # 8-bit levels
 
 
+@pytest.mark.opencv_pb
 @pytest.mark.parametrize(("r", "quantized"), [(2, False), (3, True), (4, True)])
 def test_synthetic_edsr_matches_cv2_dnn_superres(tmp_path: Path, r: int, quantized: bool) -> None:
     """``setModel("edsr", r)``: BGR, the mean subtracted and added back, no YCrCb."""
@@ -653,6 +657,7 @@ REAL = [
 ]
 
 
+@pytest.mark.opencv_pb
 @needs_data
 @pytest.mark.parametrize(("name", "arch", "scale"), REAL, ids=[r[0] for r in REAL])
 def test_real_graph_matches_cv2_dnn_superres(name: str, arch: str, scale: int) -> None:
@@ -673,6 +678,7 @@ def test_real_graph_matches_cv2_dnn_superres(name: str, arch: str, scale: int) -
         assert float(diff.mean()) < 1e-3, f"{name} {picture}: mean {diff.mean()}"
 
 
+@pytest.mark.opencv_pb
 @needs_data
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_real_lapsrn_matches_cv2_dnn_superres(scale: int) -> None:
@@ -718,6 +724,7 @@ def test_real_scale_and_family_mismatch() -> None:
         load_model("espcn", 4, weights=PB_DIR / "FSRCNN-small_x4.pb")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("arch", "scale"), [("espcn", 3), ("fsrcnn", 2), ("edsr", 2)])
 def test_vsr_run_with_pb_weights(tmp_path: Path, clip_mp4: Path, arch: str, scale: int) -> None:
     """``vsr run --weights X.pb``: the real OpenCV file when present, else a synthetic one
@@ -772,6 +779,7 @@ def test_vsr_run_with_pb_weights(tmp_path: Path, clip_mp4: Path, arch: str, scal
 ALL_TWELVE = [*REAL, *[(f"LapSRN_x{s}.pb", "lapsrn", s) for s in (2, 4, 8)]]
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize(("name", "arch", "scale"), ALL_TWELVE, ids=[r[0] for r in ALL_TWELVE])
 def test_vsr_run_with_each_opencv_file(

@@ -69,6 +69,7 @@ def test_bad_arguments_are_refused(kwargs: dict, words: str) -> None:
         RayEngine(**kwargs)
 
 
+@pytest.mark.slow
 def test_local_ray_runs_jobs_and_shuts_down(tmp_path: Path) -> None:
     """``address=None``: a private Ray on this machine, stopped at the end; a job that
     fails inside ``run_job`` (missing input) comes back as its own permanent result."""
@@ -325,6 +326,7 @@ def _run(engine, specs: list[JobSpec]) -> tuple[list[JobSpec], dict[str, JobResu
     return started, results
 
 
+@pytest.mark.slow
 def test_a_job_on_a_killed_node_is_retried_on_the_head(
     cluster: Cluster, long_clips: list[Path], tmp_path: Path
 ) -> None:
@@ -373,6 +375,7 @@ def test_a_job_on_a_killed_node_is_retried_on_the_head(
     assert elapsed < 110
 
 
+@pytest.mark.slow
 def test_a_crashed_job_without_retries_is_a_non_permanent_result(
     cluster: Cluster, long_clips: list[Path], tmp_path: Path
 ) -> None:

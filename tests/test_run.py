@@ -211,6 +211,7 @@ def test_grey_ramp_stays_grey(tmp_path):
     assert np.abs(arr.astype(int) - 128).max() <= 1
 
 
+@pytest.mark.slow
 def test_corrupt_input_fails_with_exit_1_and_no_output(clip_corrupt, tmp_path):
     out = tmp_path / "x.mp4"
     proc = _cli("run", str(clip_corrupt), "-o", str(out), "-m", "bicubic", "-x", "2")
@@ -242,6 +243,7 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_usage_errors_exit_2_with_one_line(clip_mp4, tmp_path):
     cases = [
         ("run", str(tmp_path / "missing.mp4")),
@@ -263,6 +265,7 @@ def test_usage_errors_exit_2_with_one_line(clip_mp4, tmp_path):
     assert proc.returncode == 2
 
 
+@pytest.mark.slow
 def test_cli_default_output_name_and_json_report(clip_mp4, tmp_path):
     src = tmp_path / "clip.mp4"
     src.write_bytes(clip_mp4.read_bytes())
@@ -276,6 +279,7 @@ def test_cli_default_output_name_and_json_report(clip_mp4, tmp_path):
     assert set(report["stages"]) == {"reader", "model", "writer"}
 
 
+@pytest.mark.slow
 def test_config_file_is_read_and_flags_override_it(clip_mp4, tmp_path):
     cfg = tmp_path / "run.toml"
     cfg.write_text('[run]\nmodel = "nearest"\nscale = 2\ncrf = 30\n')
@@ -290,6 +294,7 @@ def test_config_file_is_read_and_flags_override_it(clip_mp4, tmp_path):
     assert proc.returncode == 2 and "modle" in proc.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_quickly_and_leaves_nothing(tmp_path):
     from vsr.media.sample import make_sample_clip
 
@@ -334,6 +339,7 @@ def test_ctrl_c_exits_130_quickly_and_leaves_nothing(tmp_path):
     _no_leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_video_length(tmp_path):
     from vsr.media.sample import make_sample_clip
 
@@ -404,6 +410,7 @@ def test_other_encoders(clip_mp4, tmp_path, codec, ext, expected):
     assert packets(out, "audio") == packets(clip_mp4, "audio")
 
 
+@pytest.mark.slow
 def test_unknown_encoder_is_a_clean_error(clip_mp4, tmp_path):
     out = tmp_path / "x.mp4"
     proc = _cli(
@@ -415,6 +422,7 @@ def test_unknown_encoder_is_a_clean_error(clip_mp4, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_demo_makes_a_sample_with_audio_and_upscales_it(tmp_path):
     """The README's main job: ``vsr demo`` (sample clip, ESPCN x3, prints the result)."""
     proc = _cli("demo", "--out-dir", str(tmp_path))

@@ -133,6 +133,7 @@ def test_segmented_output_equals_an_ordinary_run(clip, tmp_path):
     assert {i * 7680 for i in range(6)} <= keys
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_continues_where_it_stopped(tmp_path):
     src = make_sample_clip(
         tmp_path / "long.mp4", width=64, height=48, frames=120, rate=Fraction(30)
@@ -306,6 +307,7 @@ def test_tags_subtitles_and_rotation_match_an_ordinary_run(tmp_path):
     assert packets(seg_out, "audio") == packets(ordinary, "audio")
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_segments_and_exits_130(tmp_path):
     src = make_sample_clip(
         tmp_path / "long.mp4", width=64, height=48, frames=120, rate=Fraction(30)

@@ -41,6 +41,7 @@ def test_card_describes_its_weights(card_path: Path) -> None:
         assert {"Set5", "Set14"} <= set(card["metrics"])
 
 
+@pytest.mark.slow
 def test_fsrcnn_x3_eval_within_the_target_margin(shared_data: Path | None, tmp_path: Path) -> None:
     """Issue #4: `vsr eval Set5 Set14 -m fsrcnn -x 3` within 0.2 dB of 33.18 / 29.37. Without
     ../shared/data, on generated images: FSRCNN must beat bicubic there."""

@@ -242,6 +242,7 @@ def test_percentile() -> None:
 # -- loopback: PyAV sender -> vsr stream ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tcp_loopback_fast_model_keeps_frames_and_audio(tmp_path: Path) -> None:
     port = free_port()
     sender = start_sender(f"tcp://127.0.0.1:{port}?listen", 90)
@@ -257,6 +258,7 @@ def test_tcp_loopback_fast_model_keeps_frames_and_audio(tmp_path: Path) -> None:
     assert report.stopped == "source lost"  # the sender ended; retries ran out
 
 
+@pytest.mark.slow
 def test_udp_loopback_fast_model(tmp_path: Path) -> None:
     port = free_port(socket.SOCK_DGRAM)
     out = tmp_path / "rec.ts"
@@ -278,6 +280,7 @@ def test_udp_loopback_fast_model(tmp_path: Path) -> None:
     assert audio_packets > 50
 
 
+@pytest.mark.slow
 def test_slow_model_drops_and_bounds_latency(tmp_path: Path) -> None:
     port = free_port()
     sender = start_sender(f"tcp://127.0.0.1:{port}?listen", 90, audio=False)
@@ -293,6 +296,7 @@ def test_slow_model_drops_and_bounds_latency(tmp_path: Path) -> None:
     assert count_media(out)[0] == st["frames_out"]
 
 
+@pytest.mark.slow
 def test_sender_restart_is_survived(tmp_path: Path) -> None:
     port = free_port()
     url = f"tcp://127.0.0.1:{port}?listen"
@@ -319,6 +323,7 @@ def test_sender_restart_is_survived(tmp_path: Path) -> None:
     assert len(pts) == frames and pts == sorted(pts) and len(set(pts)) == len(pts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("ext", "sig"),
     [("mkv", signal.SIGINT), ("mp4", signal.SIGINT), ("ts", signal.SIGTERM)],
@@ -355,6 +360,7 @@ def test_signal_leaves_a_complete_recording(tmp_path: Path, ext: str, sig: int) 
     assert audio_packets > 0
 
 
+@pytest.mark.slow
 def test_realtime_file_to_several_sinks(tmp_path: Path) -> None:
     from vsr.media.sample import make_sample_clip
 
@@ -370,6 +376,7 @@ def test_realtime_file_to_several_sinks(tmp_path: Path) -> None:
         assert audio_packets > 0, sink
 
 
+@pytest.mark.slow
 def test_v4l2_path_with_fake_camera(tmp_path: Path) -> None:
     fake = FakeCapture(W, H, fps=30, frames=30)
     cfg = live_cfg("/dev/video0", [tmp_path / "cam.mkv"], input_size=(W, H), input_fps=30.0)
@@ -412,6 +419,7 @@ def test_cli_stream_json_and_usage_errors(tmp_path: Path) -> None:
         assert needle in res.output
 
 
+@pytest.mark.slow
 def test_udp_sink_and_stdout_pipe(tmp_path: Path) -> None:
     """A file played in real time to a UDP MPEG-TS sink (read back by a receiver process)
     and to nut on stdout at once."""
@@ -453,6 +461,7 @@ def test_udp_sink_and_stdout_pipe(tmp_path: Path) -> None:
     assert n >= 40, err.decode()[-500:]
 
 
+@pytest.mark.slow
 def test_stdin_pipe_source(tmp_path: Path) -> None:
     """``vsr stream -``: MPEG-TS on stdin, read to its end (no reconnect on a pipe)."""
     ts = tmp_path / "in.ts"
@@ -502,6 +511,7 @@ def test_hls_over_http_source(tmp_path: Path) -> None:
     assert report.stats["frames_out"] == 90 and audio_packets > 100
 
 
+@pytest.mark.slow
 def test_rtp_sink(tmp_path: Path) -> None:
     """RTP MPEG-TS to 127.0.0.1, read back by a receiver process (static payload type 33,
     so no SDP is needed)."""
@@ -537,6 +547,7 @@ def test_rtp_sink(tmp_path: Path) -> None:
     assert n >= 90 - FPS - 1, err.decode()[-500:]
 
 
+@pytest.mark.slow
 def test_rtmp_sink(tmp_path: Path) -> None:
     """An RTMP (FLV) sink pushing to a receiver in FFmpeg's RTMP listen mode on 127.0.0.1."""
     from vsr.media.sample import make_sample_clip
@@ -649,6 +660,7 @@ def test_model_auto_picks_best_that_keeps_up(tmp_path: Path) -> None:
     assert len(hard.measured) == len(names)
 
 
+@pytest.mark.slow
 def test_model_auto_in_a_stream(tmp_path: Path) -> None:
     from vsr.media.sample import make_sample_clip
 

@@ -134,6 +134,7 @@ def _assert_identical(a: object, b: object, where: str = "") -> None:
         assert a == b, where
 
 
+@pytest.mark.slow
 def test_run_killed_after_a_checkpoint_resumes_bit_identical(data: Path, tmp_path: Path) -> None:
     cfg = _config(tmp_path / "cfg.toml", data, checkpoint_every=50, ema=0.99)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
@@ -244,6 +245,7 @@ def test_shipped_recipes_are_valid() -> None:
         assert f" {name}:" in script or f"lane {name}:" in script, name
 
 
+@pytest.mark.slow
 def test_multi_scale_vdsr_run_serves_every_scale_and_resumes(data: Path, tmp_path: Path) -> None:
     """``scales`` trains one VDSR on x2/x3/x4 in turn; the file loads at each scale, and a
     run stopped at a checkpoint resumes to the same weights (every scale's sampler state)."""
@@ -311,6 +313,7 @@ def test_weights_init_continues_from_a_file(data: Path, tmp_path: Path) -> None:
     assert abs(again - trained) < 0.01
 
 
+@pytest.mark.slow
 def test_scripts_train_wrapper(data: Path, tmp_path: Path) -> None:
     """The flags scripts/train_shipped.sh uses, through the script."""
     cfg = _config(tmp_path / "cfg.toml", data, iterations=4, val_every=2, checkpoint_every=2)

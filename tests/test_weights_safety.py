@@ -64,6 +64,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path, model,
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_it_in_one_line_with_exit_2(clip_mp4, tmp_path):
     marker = tmp_path / "MARKER"
     path = tmp_path / "evil.pth"

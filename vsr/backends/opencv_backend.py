@@ -36,6 +36,39 @@ log = logging.getLogger("vsr")
 #: Families ``cv2.dnn_superres`` can run that vsr reads from ``.pb`` (``setModel`` names).
 OPENCV_ALGOS = ("espcn", "fsrcnn", "lapsrn", "edsr")
 
+#: What to install for ``--backend opencv`` (the last OpenCV releases with a TF importer).
+OPENCV_PB_REQUIREMENT = "opencv-contrib-python-headless<5.1"
+
+
+def opencv_pb_problem() -> str | None:
+    """Why this OpenCV cannot run dnn_superres ``.pb`` graphs, or ``None`` if it can.
+
+    ``DnnSuperResImpl.readModel`` reads a ``.pb`` with OpenCV's TensorFlow importer
+    (``cv2.dnn.readNetFromTensorflow``). OpenCV 5.1 removed that importer: there
+    ``readModel`` hands the file to the ONNX importer, which fails on it. The module
+    ``dnn_superres`` itself is in the contrib builds only.
+    """
+    version = getattr(cv2, "__version__", "?")
+    if not hasattr(cv2, "dnn_superres"):
+        return f"this OpenCV ({version}) has no dnn_superres module (it is in the contrib builds)"
+    if not hasattr(getattr(cv2, "dnn", None), "readNetFromTensorflow"):
+        return (
+            f"OpenCV {version} cannot read .pb graphs: its TensorFlow importer, which "
+            "dnn_superres needs, was removed in OpenCV 5.1"
+        )
+    return None
+
+
+def require_opencv_pb() -> None:
+    """Raise UsageError (one line, exit 2) when this OpenCV cannot run ``.pb`` graphs."""
+    problem = opencv_pb_problem()
+    if problem is not None:
+        raise UsageError(
+            f"--backend opencv is not available: {problem}",
+            hint="use the default --backend torch, which reads the .pb file itself, "
+            f"or install an OpenCV that reads it: pip install '{OPENCV_PB_REQUIREMENT}'",
+        )
+
 
 class OpenCVBackend:
     """Runs an OpenCV dnn_superres ``.pb`` on frames, one at a time, on the CPU.
@@ -62,6 +95,7 @@ class OpenCVBackend:
                 f"the opencv backend needs an OpenCV dnn_superres .pb file, not {weights}",
                 hint="pass --weights FILE.pb or use --backend torch",
             )
+        require_opencv_pb()
         try:
             self.sr = cv2.dnn_superres.DnnSuperResImpl.create()
             self.sr.readModel(str(weights))
