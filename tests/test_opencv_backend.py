@@ -32,6 +32,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from opencv_reference import upsample_like_opencv
 from pbgraph import espcn_graph
 from typer.testing import CliRunner
 
@@ -48,7 +49,6 @@ from vsr.config import RunConfig
 from vsr.errors import UsageError
 from vsr.media.frame import ColorInfo, Frame
 from vsr.media.sample import make_sample_clip
-from vsr.models.opencv_pb import upsample_like_opencv
 from vsr.models.registry import load_model
 from vsr.pipeline.engine import make_backend, run
 

@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from opencv_reference import upsample_like_opencv
 from pbgraph import (
     EDSR_BGR_MEAN,
     GraphWriter,
@@ -63,7 +64,7 @@ from pbgraph import (
 
 from vsr.errors import WeightsError
 from vsr.models.archs import edsr, espcn, fsrcnn, lapsrn
-from vsr.models.opencv_pb import read_pb, upsample_like_opencv
+from vsr.models.opencv_pb import read_pb
 from vsr.models.registry import load_model
 from vsr.models.weights import write_safetensors
 

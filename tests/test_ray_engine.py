@@ -29,8 +29,9 @@ from pathlib import Path
 import av
 import pytest
 
-from vsr.batch.jobs import TMP_MARK, JobResult, JobSpec
+from vsr.batch.jobs import JobResult, JobSpec
 from vsr.errors import UsageError
+from vsr.files import TMP_MARK
 from vsr.media.sample import make_sample_clip
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -18,9 +18,10 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from fake_capture import FakeCapture
 
 from vsr.live.policy import LatestQueue
-from vsr.live.source import AvSource, FakeCapture
+from vsr.live.source import AvSource
 from vsr.live.stats import percentile
 from vsr.live.stream import StreamConfig, stream
 from vsr.media.frame import Frame

@@ -29,8 +29,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +39,7 @@ import torch.nn.functional as F
 
 from vsr import evaluate as protocol
 from vsr.errors import InputNotFoundError, MediaError, OutputExistsError, UsageError, WeightsError
+from vsr.files import atomic_write
 from vsr.images import IMAGE_SUFFIXES, read_image, write_image
 from vsr.media.frame import ColorInfo, Frame
 from vsr.metrics import imresize_uint8, mod_crop
@@ -537,13 +536,7 @@ x{report.zoom} (nearest neighbour).</p>
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.vsr-tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, text)
 
 
 def _check_outputs(cfg: CompareConfig) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,52 @@ class RunConfig:
 
 
 _PATH_KEYS = {"input", "output", "weights"}
+
+#: RunConfig fields that decide the upscaled video: its pixels and how they are encoded.
+VIDEO_FIELDS = (
+    "model",
+    "scale",
+    "weights",
+    "backend",
+    "precision",
+    "tile",
+    "tile_overlap",
+    "self_ensemble",
+    "codec",
+    "crf",
+    "preset",
+    "pix_fmt",
+)
+#: Fields that decide where the network ran. Outputs agree across them only up to float
+#: rounding, so the segments of one ``--resume`` output must not mix them; a finished file
+#: (``vsr batch``) is not redone for them.
+DEVICE_FIELDS = ("device", "devices", "compile")
+
+
+def output_fingerprint(values: Mapping[str, Any], names: Iterable[str], **extra: Any) -> str:
+    """The one output fingerprint (SHA-256, hex): the fields ``names`` of ``values`` (a
+    RunConfig's fields or its keyword arguments; a missing one counts as its default), the
+    weights file also by resolved path, size and mtime (new weights at the same path are new
+    weights), and ``extra`` (say, the container). Used by ``vsr run --resume`` (which
+    segments can be kept) and ``vsr batch`` (which outputs are still current)."""
+    defaults = {f.name: f.default for f in fields(RunConfig)}
+    picked: dict[str, Any] = {name: values.get(name, defaults.get(name)) for name in names}
+    weights = picked.get("weights")
+    if weights is not None:
+        path = Path(weights)
+        try:
+            st = path.stat()
+            picked["weights"] = [str(path.resolve()), st.st_size, st.st_mtime_ns]
+        except OSError:
+            picked["weights"] = [str(path), None, None]
+    picked.update(extra)
+    blob = json.dumps(picked, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def config_values(cfg: RunConfig) -> dict[str, Any]:
+    """A RunConfig's fields as a mapping (for :func:`output_fingerprint`)."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -25,6 +25,20 @@ class VsrError(Exception):
         return text
 
 
+def one_line(exc: BaseException, *, limit: int | None = None) -> str:
+    """Any error as one line: a VsrError's message and remedy, else ``Type: message`` (the
+    first non-empty line of it); cut to ``limit`` characters when given."""
+    if isinstance(exc, VsrError):
+        text = exc.one_line()
+    else:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        text = f"{type(exc).__name__}: {' '.join(lines[0].split())}" if lines else ""
+    text = text or type(exc).__name__
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
 class UsageError(VsrError, ValueError):
     """Bad command line or configuration: exit 2."""
 
@@ -70,10 +84,7 @@ class StageError(VsrError, RuntimeError):
     """An error raised inside a pipeline stage, re-raised in the caller with the stage name."""
 
     def __init__(self, stage: str, cause: BaseException) -> None:
-        inner = (
-            cause.one_line() if isinstance(cause, VsrError) else f"{type(cause).__name__}: {cause}"
-        )
-        super().__init__(f"{stage} stage failed: {inner}")
+        super().__init__(f"{stage} stage failed: {one_line(cause)}")
         self.stage = stage
         self.cause = cause
         self.exit_code = cause.exit_code if isinstance(cause, VsrError) else 1

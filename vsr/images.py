@@ -21,8 +21,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -41,7 +39,9 @@ from vsr.errors import (
     OutputExistsError,
     UsageError,
     VsrError,
+    one_line,
 )
+from vsr.files import atomic_write
 from vsr.media.frame import ColorInfo
 from vsr.models.archs.interpolate import PolyphaseResize
 from vsr.models.registry import load_model
@@ -54,7 +54,6 @@ DEEP_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
 #: Formats that store an alpha channel.
 ALPHA_SUFFIXES = frozenset({".png", ".webp", ".bmp", ".tif", ".tiff"})
 _JPEG = frozenset({".jpg", ".jpeg"})
-_TMP_MARK = ".vsr-tmp-"
 #: YCbCr for images: BT.601, full range (JFIF).
 IMAGE_YCBCR = ColorInfo(matrix="bt470bg", range="pc")
 
@@ -299,18 +298,10 @@ def write_image(path: Path, img: np.ndarray) -> None:
         raise MediaError(f"cannot encode {path.name}: {str(exc).strip()}") from None
     if not ok:
         raise MediaError(f"cannot encode {path.name} as {suffix}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{_TMP_MARK}{secrets.token_hex(4)}")
     try:
-        with open(tmp, "xb") as f:
-            f.write(buf.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, buf.tobytes())
     except OSError as exc:
         raise MediaError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # -- pixels ---------------------------------------------------------------------------
@@ -416,10 +407,6 @@ def upscale_file(upscaler: ImageUpscaler, src: Path, dst: Path) -> ImageResult:
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    return exc.one_line() if isinstance(exc, VsrError) else f"{type(exc).__name__}: {exc}"
-
-
 def execute(job: ImageJob, *, progress: Callable[[int], None] | None = None) -> ImageReport:
     """Upscale every planned image. With one image its error is raised; with several,
     each failure is logged and recorded in the report, and the rest go on."""
@@ -433,9 +420,7 @@ def execute(job: ImageJob, *, progress: Callable[[int], None] | None = None) -> 
             try:
                 report.images.append(upscale_file(upscaler, src, dst))
             except (VsrError, OSError, ValueError, RuntimeError, cv2.error) as exc:
-                text = (
-                    exc.one_line() if isinstance(exc, VsrError) else f"{type(exc).__name__}: {exc}"
-                )
+                text = one_line(exc)
                 log.error("%s: %s", src, text)
                 log.debug("traceback for %s", src, exc_info=True)
                 report.images.append(ImageResult(str(src), str(dst), ok=False, error=text))

@@ -16,7 +16,6 @@ import importlib
 import importlib.util
 import logging
 import os
-import re
 import sys
 import time
 from collections import Counter
@@ -26,10 +25,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vsr.batch.inputs import Refused, assign_outputs, expand_inputs, inside
-from vsr.batch.jobs import TMP_MARK, JobResult, JobSpec, params_hash, remove_temp_files
+from vsr.batch.jobs import JobResult, JobSpec, params_hash
 from vsr.batch.ledger import LEDGER_NAME, Ledger, Row, fingerprint
 from vsr.batch.local import LocalEngine
 from vsr.errors import InputNotFoundError, Interrupted, UsageError
+from vsr.files import is_temp_name, remove_temp_files
 
 __all__ = [
     "BatchConfig",
@@ -48,7 +48,6 @@ log = logging.getLogger("vsr")
 ENGINES = ("local", "ray")
 #: RunConfig fields a rerun or ``retry`` may change without redoing anything.
 _HOW_FIELDS = ("device", "devices", "batch_size", "compile", "queue_size")
-_TMP_RE = re.compile(rf"^\..+{re.escape(TMP_MARK)}\d+(\.[^.]*)?$")
 
 
 class Engine(Protocol):
@@ -273,7 +272,7 @@ def sweep_temp_files(out_dir: Path) -> list[Path]:
     removed: list[Path] = []
     for dirpath, _dirnames, filenames in os.walk(out_dir, followlinks=False):
         for name in filenames:
-            if _TMP_RE.match(name):
+            if is_temp_name(name):
                 path = Path(dirpath) / name
                 try:
                     path.unlink()

@@ -7,14 +7,15 @@ Nothing here touches the ledger: the driver alone records what happened.
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from vsr.config import VIDEO_FIELDS, output_fingerprint
+from vsr.errors import one_line
+from vsr.files import remove_temp_files
 
 if TYPE_CHECKING:
     from vsr.pipeline.engine import RunReport
@@ -25,30 +26,14 @@ __all__ = [
     "JobSpec",
     "disk_full_reason",
     "params_hash",
-    "remove_temp_files",
     "run_job",
     "run_config",
 ]
 
-#: RunConfig fields that change the output file. ``device``, ``devices``, ``batch_size``,
-#: ``compile``, ``queue_size``, ``quiet`` and ``overwrite`` only change how it is made.
-OUTPUT_FIELDS = (
-    "model",
-    "scale",
-    "weights",
-    "backend",
-    "precision",
-    "tile",
-    "tile_overlap",
-    "self_ensemble",
-    "codec",
-    "crf",
-    "preset",
-    "pix_fmt",
-    "audio",
-)
-#: The marker of the Writer's temporary files (``.<stem>.vsr-tmp-<pid><suffix>``).
-TMP_MARK = ".vsr-tmp-"
+#: RunConfig fields that change the output file: the video's, and whether it has audio.
+#: ``device``, ``devices``, ``batch_size``, ``compile``, ``queue_size``, ``quiet`` and
+#: ``overwrite`` only change how it is made.
+OUTPUT_FIELDS = (*VIDEO_FIELDS, "audio")
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 _DISK_WORDS = ("no space left on device", "file too large", "disk quota exceeded")
 
@@ -93,22 +78,9 @@ def run_config(spec: JobSpec) -> Any:
 
 
 def params_hash(params: Mapping[str, Any]) -> str:
-    """A hash of the parameters that change the output (``OUTPUT_FIELDS``), with the
-    weights file's size and modification time, so new weights redo the job."""
-    from vsr.config import RunConfig
-
-    defaults = {f.name: f.default for f in fields(RunConfig)}
-    picked: dict[str, Any] = {k: params.get(k, defaults.get(k)) for k in OUTPUT_FIELDS}
-    weights = picked.get("weights")
-    if weights is not None:
-        path = Path(weights)
-        try:
-            st = path.stat()
-            picked["weights"] = [str(path.resolve()), st.st_size, st.st_mtime_ns]
-        except OSError:
-            picked["weights"] = [str(path), None, None]
-    blob = json.dumps(picked, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    """The output fingerprint of a job's RunConfig keyword arguments (``OUTPUT_FIELDS``,
+    the weights also by size and mtime, so new weights redo the job)."""
+    return output_fingerprint(params, OUTPUT_FIELDS)
 
 
 def disk_full_reason(exc: BaseException) -> str | None:
@@ -132,35 +104,6 @@ def disk_full_reason(exc: BaseException) -> str | None:
         if word in text:
             return "disk full" if word.startswith("no space") else word
     return None
-
-
-def remove_temp_files(output: str | Path) -> list[Path]:
-    """Delete the Writer's temporary siblings of ``output`` (left by a killed process);
-    return what was removed."""
-    out = Path(output)
-    pattern = re.compile(
-        rf"^\.{re.escape(out.stem)}{re.escape(TMP_MARK)}\d+{re.escape(out.suffix)}$"
-    )
-    removed: list[Path] = []
-    try:
-        entries = list(out.parent.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        if pattern.match(entry.name) and not entry.is_symlink() and entry.is_file():
-            try:
-                entry.unlink()
-            except FileNotFoundError:
-                continue
-            removed.append(entry)
-    return removed
-
-
-def _one_line(exc: BaseException) -> str:
-    from vsr.errors import VsrError
-
-    text = exc.one_line() if isinstance(exc, VsrError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split()) or type(exc).__name__
 
 
 def run_job(
@@ -211,15 +154,15 @@ def run_job(
     try:
         job = prepare(cfg)
     except (InputNotFoundError, MediaError) as exc:
-        return fail(f"unreadable input: {_one_line(exc)}", True)
+        return fail(f"unreadable input: {one_line(exc)}", True)
     except DeviceError as exc:
-        return fail(_one_line(exc), False)
+        return fail(one_line(exc), False)
     except Interrupted:
         raise
     except VsrError as exc:  # usage, weights: the same every time
-        return fail(_one_line(exc), True)
+        return fail(one_line(exc), True)
     except Exception as exc:  # noqa: BLE001 - an OSError or a bug: one line, maybe transient
-        return fail(_one_line(exc), False)
+        return fail(one_line(exc), False)
 
     if threads is not None and cfg.device in ("auto", "cpu") and not cfg.devices:
         import torch
@@ -245,14 +188,14 @@ def run_job(
     except Exception as exc:  # noqa: BLE001 - StageError and anything else: one line
         disk = disk_full_reason(exc)
         if disk is not None:
-            return fail(f"{disk} while writing {Path(spec.output).name}: {_one_line(exc)}", True)
+            return fail(f"{disk} while writing {Path(spec.output).name}: {one_line(exc)}", True)
         bad_input = (
             isinstance(exc, StageError)
             and exc.stage == "reader"
             and isinstance(exc.cause, MediaError)
         )
         prefix = "undecodable input: " if bad_input else ""
-        return fail(prefix + _one_line(exc), bad_input)
+        return fail(prefix + one_line(exc), bad_input)
 
     if not Path(spec.output).is_file():  # the Writer renames only a complete file
         return fail(f"output missing after the run: {spec.output}", False)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vsr.errors import UsageError
+from vsr.files import FileLock
 
 __all__ = ["LEDGER_NAME", "LOCK_NAME", "STATES", "Ledger", "Row", "fingerprint"]
 
@@ -129,10 +130,10 @@ class Ledger:
     """The ledger of one output folder. ``Ledger.open(dir)`` for the driver (takes the
     lock, creates the file), ``Ledger.open(dir, readonly=True)`` for status."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock: FileLock | None) -> None:
         self.path = path
         self.conn = conn
-        self._lock_fd = lock_fd
+        self._lock = lock
         self._mutex = threading.Lock()  # an engine may call back from another thread
 
     @classmethod
@@ -150,7 +151,7 @@ class Ledger:
             except sqlite3.Error as exc:
                 raise UsageError(f"cannot read the batch ledger {path}: {exc}") from None
             return cls(path, conn, None)
-        lock_fd = _lock(Path(out_dir) / LOCK_NAME)
+        lock = _lock(Path(out_dir) / LOCK_NAME)
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -166,19 +167,19 @@ class Ledger:
             conn.executescript(_SCHEMA)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
-            os.close(lock_fd)
+            lock.release()
             raise UsageError(f"cannot open the batch ledger {path}: {exc}") from None
         except BaseException:
-            os.close(lock_fd)
+            lock.release()
             raise
-        return cls(path, conn, lock_fd)
+        return cls(path, conn, lock)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.conn.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -332,17 +333,13 @@ class Ledger:
             )
 
 
-def _lock(path: Path) -> int:
+def _lock(path: Path) -> FileLock:
     """Take the folder's driver lock (non-blocking) or raise UsageError."""
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise UsageError(
+    return FileLock(
+        path,
+        blocking=False,
+        busy=lambda: UsageError(
             f"another vsr batch is running on {path.parent}",
             hint="wait for it, or use another --out folder",
-        ) from None
-    return fd
+        ),
+    )

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from vsr.batch.jobs import JobResult, JobSpec, remove_temp_files
+from vsr.batch.jobs import JobResult, JobSpec
+from vsr.files import remove_temp_files
 
 __all__ = ["LocalEngine", "set_parent_death_signal"]
 

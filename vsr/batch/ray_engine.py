@@ -4,7 +4,7 @@ The driver process (where :meth:`RayEngine.run` runs) submits the jobs and repor
 result through ``on_result`` as it finishes; only the driver writes the ledger. Each task
 calls :func:`vsr.batch.jobs.run_job` on some node, which writes its output atomically
 (temporary file + rename), so an attempt killed with its node leaves at most a hidden
-temporary file (``.<stem>.vsr-tmp-<pid><suffix>``), never a truncated output; the driver
+temporary file (``vsr.files.temp_sibling``), never a truncated output; the driver
 removes such leftovers when the job's result comes back.
 
 A task whose worker process or node dies is retried by Ray up to ``max_retries`` times
@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vsr.errors import UsageError
+from vsr.errors import UsageError, one_line
 
 if TYPE_CHECKING:
     from vsr.batch.jobs import JobResult, JobSpec
@@ -70,23 +70,16 @@ def _check_reachable(address: str) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as exc:
         raise UsageError(
-            f"cannot reach the Ray cluster at {address}: {_one_line(exc)}",
+            f"cannot reach the Ray cluster at {address}: {_ray_error(exc)}",
             hint="start it with `ray start --head` and pass the head's HOST:6379",
         ) from None
 
 
-def _one_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` for an error Ray raised from ``ray.get``.
-
-    A RayTaskError (the job raised) names the job's own exception, not its traceback."""
+def _ray_error(exc: BaseException) -> str:
+    """One line for an error Ray raised from ``ray.get``: a RayTaskError (the job raised)
+    names the job's own exception, not its traceback."""
     cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        exc = cause
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    if len(text) > _ERROR_CHARS:
-        text = text[: _ERROR_CHARS - 3] + "..."
-    return text
+    return one_line(cause if isinstance(cause, BaseException) else exc, limit=_ERROR_CHARS)
 
 
 class RayEngine:
@@ -153,7 +146,7 @@ class RayEngine:
                 ray.init(address=self.address, **quiet)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise UsageError(
-                    f"cannot connect to the Ray cluster at {self.address}: {_one_line(exc)}",
+                    f"cannot connect to the Ray cluster at {self.address}: {_ray_error(exc)}",
                     hint="start it with `ray start --head` and pass the head's HOST:6379",
                 ) from None
         return True
@@ -195,7 +188,8 @@ class RayEngine:
         finishes, both in this process. Returns when all have finished."""
         if not specs:
             return
-        from vsr.batch.jobs import JobResult, remove_temp_files
+        from vsr.batch.jobs import JobResult
+        from vsr.files import remove_temp_files
 
         ray = self._ray
         connected_here = self._connect()
@@ -232,7 +226,7 @@ class RayEngine:
                             output=None,
                             frames=0,
                             seconds=time.monotonic() - started,
-                            error=_one_line(exc),
+                            error=_ray_error(exc),
                             permanent=False,
                         )
                     # A killed attempt's temporary file has that worker's pid in its

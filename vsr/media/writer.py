@@ -25,6 +25,7 @@ import av.error
 import numpy as np
 
 from vsr.errors import EncoderError, MediaError, UsageError
+from vsr.files import replace_durably, temp_sibling
 from vsr.media.color import apply_color
 from vsr.media.frame import PLANAR_FORMATS, Frame
 from vsr.media.probe import MediaInfo, describe_av_error, open_input
@@ -89,7 +90,6 @@ DEFAULT_ASS_HEADER = (
     b"\n\n[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, "
     b"Text\n"
 )
-_TMP_MARK = ".vsr-tmp-"
 # Container tags that describe the old file, not its content: never copied.
 _TECHNICAL_TAGS = frozenset(
     {"major_brand", "minor_version", "compatible_brands", "encoder", "duration"}
@@ -392,9 +392,7 @@ class Writer:
         video_template: Any = None,
     ) -> None:
         self.path = Path(output)
-        self.tmp_path = self.path.with_name(
-            f".{self.path.stem}{_TMP_MARK}{os.getpid()}{self.path.suffix}"
-        )
+        self.tmp_path = temp_sibling(self.path)
         self.source = source
         self.source_path = Path(source_path)
         self._state = "open"
@@ -837,7 +835,7 @@ class Writer:
                 ) from None
             self._out = None
             self._close_source()
-            os.replace(self.tmp_path, self.path)
+            replace_durably(self.tmp_path, self.path)
         except BaseException:
             self.abort()
             raise

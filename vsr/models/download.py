@@ -26,7 +26,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 
 from vsr import __version__
 from vsr.errors import VsrError
+from vsr.files import atomic_write, locked
 from vsr.models.catalog import CatalogEntry
 
 log = logging.getLogger("vsr")
@@ -131,7 +131,7 @@ def read_registry(cache: Path | None = None) -> dict[str, dict[str, Any]]:
 
 def _record(cache: Path, entry: CatalogEntry, sha: str, size: int, file: Path) -> None:
     path = registry_path(cache)
-    with _locked(path.with_name(path.name + ".lock")):
+    with locked(path.with_name(path.name + ".lock")):
         downloads = read_registry(cache)
         old = downloads.get(entry.url, {})
         downloads[entry.url] = {
@@ -144,32 +144,15 @@ def _record(cache: Path, entry: CatalogEntry, sha: str, size: int, file: Path) -
             "first_downloaded": old.get("first_downloaded", _now()),
             "last_downloaded": _now(),
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": 1, "downloads": downloads}, indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps({"version": 1, "downloads": downloads}, indent=2) + "\n")
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (a no-op where fcntl does not exist)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(path, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _try_lock(f: IO[bytes]) -> bool:
+    """Lock the partial download itself (its open file), without waiting."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows

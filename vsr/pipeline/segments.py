@@ -31,13 +31,11 @@ exact.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import heapq
 import io
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -49,8 +47,9 @@ from typing import Any
 import av
 import av.error
 
-from vsr.config import RunConfig
+from vsr.config import DEVICE_FIELDS, VIDEO_FIELDS, RunConfig, config_values, output_fingerprint
 from vsr.errors import Interrupted, MediaError, StageError, UsageError
+from vsr.files import FileLock, atomic_write, replace_durably
 from vsr.media.frame import Frame
 from vsr.media.probe import describe_av_error, open_input
 from vsr.media.reader import MAX_CONSECUTIVE_ERRORS, Packet, frame_from_av
@@ -71,25 +70,6 @@ log = logging.getLogger("vsr")
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 _LOCK_NAME = ".lock"
-#: RunConfig fields that change the encoded video (not: input/output paths, audio, which
-#: only the join uses, overwrite, quiet, queue and batch sizes).
-OUTPUT_FIELDS = (
-    "model",
-    "scale",
-    "weights",
-    "device",
-    "devices",
-    "precision",
-    "backend",
-    "tile",
-    "tile_overlap",
-    "self_ensemble",
-    "compile",
-    "codec",
-    "crf",
-    "preset",
-    "pix_fmt",
-)
 
 
 @dataclass
@@ -179,17 +159,10 @@ def _input_identity(path: Path) -> dict[str, Any]:
 
 
 def params_hash(cfg: RunConfig, container: str) -> str:
-    """SHA-256 over the RunConfig fields that change the encoded video (weights also by
-    size and mtime) and the segment container."""
-    values: dict[str, Any] = {"container": container}
-    for name in OUTPUT_FIELDS:
-        value = getattr(cfg, name)
-        values[name] = str(value) if isinstance(value, Path) else value
-    if cfg.weights is not None and cfg.weights.exists():
-        st = cfg.weights.stat()
-        values["weights_identity"] = [str(cfg.weights.resolve()), st.st_size, st.st_mtime_ns]
-    blob = json.dumps(values, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
+    """The fingerprint of what the segments hold: the video fields, the device fields
+    (segments from different devices must not be mixed) and the segment container. Audio
+    is left out: only the join uses it."""
+    return output_fingerprint(config_values(cfg), VIDEO_FIELDS + DEVICE_FIELDS, container=container)
 
 
 def _holds(fmt: str, codec: str) -> bool:
@@ -216,31 +189,8 @@ def segment_suffix(output: Path, codec: str) -> str:
 # -- files ---------------------------------------------------------------------------------
 
 
-def _fsync_path(path: Path, *, directory: bool = False) -> None:
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        if directory:
-            return  # not every platform opens directories
-        raise
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not directory:
-            raise
-    finally:
-        os.close(fd)
-
-
 def _save_manifest(work: Path, manifest: _Manifest) -> None:
-    tmp = work / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(manifest.to_json())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, work / MANIFEST_NAME)
-    _fsync_path(work, directory=True)
+    atomic_write(work / MANIFEST_NAME, manifest.to_json())
 
 
 def _clear(work: Path) -> None:
@@ -311,26 +261,16 @@ def _load(work: Path, identity: dict[str, Any], params: str, container: str) -> 
     return manifest
 
 
-@contextlib.contextmanager
-def _locked(work: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``work`` (two runs must not share a work directory)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    fh = open(work / _LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole block
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise UsageError(
-                f"{work} is in use by another vsr run",
-                hint="wait for it to finish, or give each run its own output",
-            ) from None
-        yield
-    finally:
-        fh.close()
+def _locked(work: Path) -> FileLock:
+    """An exclusive lock on ``work`` (two runs must not share a work directory)."""
+    return FileLock(
+        work / _LOCK_NAME,
+        blocking=False,
+        busy=lambda: UsageError(
+            f"{work} is in use by another vsr run",
+            hint="wait for it to finish, or give each run its own output",
+        ),
+    )
 
 
 # -- decoding ------------------------------------------------------------------------------
@@ -839,9 +779,7 @@ class _SegmentWriter:
         assert self.first is not None and self.last is not None
         self.writer.close()  # its temp file -> self.part
         self.writer = None
-        _fsync_path(self.part)
-        os.replace(self.part, self.final)
-        _fsync_path(self.work, directory=True)
+        replace_durably(self.part, self.final)
         self.manifest.segments.append(
             _Segment(
                 index=len(self.manifest.segments),
