@@ -1,3 +1,5 @@
+"""``python -m vsr``: the ``vsr`` command (``vsr.cli``)."""
+
 from vsr.cli import main
 
 if __name__ == "__main__":

@@ -6,5 +6,5 @@
   / ``batch_status``, and ``LocalEngine`` (worker processes, ``vsr.batch.local``);
 - ``vsr.batch.inputs``: expanding inputs and mapping them to outputs under DIR;
 - ``vsr.batch.ledger``: the SQLite ledger (``DIR/.vsr-batch.sqlite``);
-- ``vsr.batch.cli``: the Typer sub-app ``batch_app``.
+- the command line, ``batch_app``, is in ``vsr.cli.batch`` (``python -m vsr.batch`` runs it).
 """

@@ -10,6 +10,7 @@ puts them in place. Training then starts at the bicubic PSNR and learns the deta
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,7 +54,7 @@ def bicubic_init_espcn(module: nn.Module, scale: int, *, damp: float = 0.1) -> N
             conv3.weight[i, i, c3, c3] = 1.0
 
 
-INITS = {"espcn": bicubic_init_espcn}
+INITS: dict[str, Callable[..., None]] = {"espcn": bicubic_init_espcn}
 
 
 @torch.no_grad()
@@ -179,6 +180,7 @@ def bicubic_init_edsr(module: nn.Module, scale: int, *, damp: float = 0.01) -> N
         if not isinstance(layer, nn.Conv2d):
             continue
         r = math.isqrt(layer.out_channels // layer.in_channels)
+        assert isinstance(layer.padding, tuple) and layer.bias is not None  # for mypy
         taps = phase_taps(r, layer.kernel_size[0], layer.padding[0])
         layer.weight.mul_(damp)
         layer.bias.zero_()

@@ -475,14 +475,14 @@ def train(
         scored.load_state_dict(torch.load(best_path, map_location=dev, weights_only=True))
     results = {}
     for name, pairs in val_sets.items():
-        p, s = evaluate(scored, pairs, cfg.scale, channels=channels, device=dev)
+        psnr, ssim = evaluate(scored, pairs, cfg.scale, channels=channels, device=dev)
         bp, bs = bicubic_scores(pairs, cfg.scale)
         results[name] = {
-            "psnr": round(p, 3),
-            "ssim": round(s, 4),
+            "psnr": round(psnr, 3),
+            "ssim": round(ssim, 4),
             "bicubic_psnr": round(bp, 3),
             "bicubic_ssim": round(bs, 4),
-            "gain_db": round(p - bp, 3),
+            "gain_db": round(psnr - bp, 3),
         }
     report = {
         "model": cfg.model,

@@ -1,24 +1,45 @@
-"""``vsr batch``: the Typer sub-app (``batch_app``).
+"""``vsr batch``: the Typer sub-app ``batch_app`` (logic in vsr.batch).
 
 ``vsr batch INPUT... --out DIR`` runs a batch (the ``run`` subcommand is the default: any
 first argument that is not ``run``, ``status`` or ``retry`` is an input, and
 ``vsr batch run INPUT...`` names it explicitly, e.g. for an input file called
 ``status``); ``vsr batch status DIR`` shows the ledger; ``vsr batch retry DIR`` re-runs
-the failed rows. Errors are one line on stderr and an exit code (``vsr.cli._guard``):
+the failed rows. Errors are one line on stderr and an exit code (``vsr.cli.common.guard``):
 0 all done, 1 a job failed or an input was refused, 2 bad usage, 130 interrupted.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
+import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
+
+from vsr.cli.common import (
+    TILE,
+    BatchSize,
+    Codec,
+    Crf,
+    Debug,
+    Json,
+    NoAudio,
+    OptDevice,
+    OptModel,
+    OptPrecision,
+    OptScale,
+    PixFmt,
+    Preset,
+    Weights,
+    on_sigterm,
+    overwrite_option,
+    quiet_option,
+    run_guarded,
+)
+from vsr.errors import VsrError
 
 __all__ = ["batch_app", "main"]
 
@@ -43,23 +64,8 @@ batch_app = typer.Typer(
 )
 
 
-def _vsr_cli() -> Any:
-    # vsr.cli owns logging setup and the mapping of errors to one line and an exit code.
-    # Imported at call time (vsr.cli registers this app) and by name, so that type
-    # checking vsr.batch does not pull in every command's modules.
-    return importlib.import_module("vsr.cli")
-
-
-def _guard(fn: Callable[[], None], *, quiet: bool, debug: bool) -> None:
-    cli = _vsr_cli()
-    cli._setup_logging(quiet=quiet, debug=debug)
-    cli._guard(fn, debug=debug)
-
-
 def _finish(report: Any, *, as_json: bool, quiet: bool) -> None:
     """Print the report (JSON or the table, on stdout); exit 1 if anything failed."""
-    from vsr.errors import VsrError
-
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     elif not quiet:
@@ -73,27 +79,45 @@ def _finish(report: Any, *, as_json: bool, quiet: bool) -> None:
         )
 
 
-_OUT = typer.Option("--out", "-o", help="Output folder (mirrors the input tree; holds the ledger).")
-_JOBS = typer.Option("--jobs", "-j", help="Jobs at a time (local: worker processes).")
-_ENGINE = typer.Option("--engine", help="local (worker processes) or ray (a Ray cluster).")
-_RAY_ADDRESS = typer.Option("--ray-address", help="Ray cluster address (default: start one).")
-_GPUS = typer.Option(
-    "--gpus-per-job", help="Ray: GPUs per job (default: 1 with a CUDA --device, else 0)."
-)
-_CPUS = typer.Option("--cpus-per-job", help="Ray: CPUs per job.")
-_RETRIES = typer.Option(
-    "--retries",
-    help="Retries of a failed job, with exponential backoff (a bad input is not retried).",
-)
-_SEGMENTS = typer.Option(
-    "--segment-seconds",
-    help="Inputs longer than twice this are written in resumable segments of about this "
-    "many seconds, so a crash loses at most one (0: never).",
-)
-_DEVICE = typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto).")
-_QUIET = typer.Option("--quiet", "-q", help="No progress bars or table.")
-_JSON = typer.Option("--json", help="Print the report as JSON on stdout.")
-_DEBUG = typer.Option("--debug", help="Show tracebacks.")
+Out = Annotated[
+    Path,
+    typer.Option("--out", "-o", help="Output folder (mirrors the input tree; holds the ledger)."),
+]
+OutDir = Annotated[
+    Path, typer.Argument(metavar="DIR", help="The batch's output folder.", show_default=False)
+]
+Jobs = Annotated[
+    int, typer.Option("--jobs", "-j", help="Jobs at a time (local: worker processes).")
+]
+Engine = Annotated[
+    str, typer.Option("--engine", help="local (worker processes) or ray (a Ray cluster).")
+]
+RayAddress = Annotated[
+    str | None, typer.Option("--ray-address", help="Ray cluster address (default: start one).")
+]
+GpusPerJob = Annotated[
+    float | None,
+    typer.Option(
+        "--gpus-per-job", help="Ray: GPUs per job (default: 1 with a CUDA --device, else 0)."
+    ),
+]
+CpusPerJob = Annotated[float, typer.Option("--cpus-per-job", help="Ray: CPUs per job.")]
+Retries = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        help="Retries of a failed job, with exponential backoff (a bad input is not retried).",
+    ),
+]
+SegmentSeconds = Annotated[
+    float,
+    typer.Option(
+        "--segment-seconds",
+        help="Inputs longer than twice this are written in resumable segments of about this "
+        "many seconds, so a crash loses at most one (0: never).",
+    ),
+]
+Quiet = Annotated[bool, quiet_option("No progress bars or table.")]
 
 
 @batch_app.command("run")
@@ -107,41 +131,26 @@ def run_command(
             show_default=False,
         ),
     ],
-    out: Annotated[Path, _OUT],
-    model: Annotated[
-        str | None, typer.Option("-m", "--model", help="Model name (default: espcn).")
-    ] = None,
-    scale: Annotated[
-        int | None, typer.Option("-x", "-s", "--scale", help="Upscaling factor (default: 3).")
-    ] = None,
-    weights: Annotated[
-        Path | None,
-        typer.Option("--weights", help="Weights file (.safetensors, .pth/.pt/.ckpt, OpenCV .pb)."),
-    ] = None,
-    device: Annotated[str | None, _DEVICE] = None,
-    precision: Annotated[
-        str | None, typer.Option("--precision", help="auto, fp32, fp16 or bf16.")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Frames per model batch.")
-    ] = None,
-    tile: Annotated[
-        int | None, typer.Option("--tile", help="Upscale in tiles of this many input pixels.")
-    ] = None,
-    codec: Annotated[
-        str | None, typer.Option("--codec", help="Video encoder (default: libx264).")
-    ] = None,
-    crf: Annotated[int | None, typer.Option("--crf", help="Constant rate factor.")] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="Encoder preset.")] = None,
-    pix_fmt: Annotated[str | None, typer.Option("--pix-fmt", help="Output pixel format.")] = None,
-    no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio.")] = False,
-    jobs: Annotated[int, _JOBS] = 1,
-    engine: Annotated[str, _ENGINE] = "local",
-    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
-    gpus_per_job: Annotated[float | None, _GPUS] = None,
-    cpus_per_job: Annotated[float, _CPUS] = 1.0,
-    retries: Annotated[int, _RETRIES] = 2,
-    segment_seconds: Annotated[float, _SEGMENTS] = 10.0,
+    out: Out,
+    model: OptModel = None,
+    scale: OptScale = None,
+    weights: Weights = None,
+    device: OptDevice = None,
+    precision: OptPrecision = None,
+    batch_size: BatchSize = None,
+    tile: Annotated[int | None, TILE] = None,
+    codec: Codec = None,
+    crf: Crf = None,
+    preset: Preset = None,
+    pix_fmt: PixFmt = None,
+    no_audio: NoAudio = False,
+    jobs: Jobs = 1,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    gpus_per_job: GpusPerJob = None,
+    cpus_per_job: CpusPerJob = 1.0,
+    retries: Retries = 2,
+    segment_seconds: SegmentSeconds = 10.0,
     include: Annotated[
         list[str] | None,
         typer.Option("--include", help="Only files matching this glob (repeatable)."),
@@ -151,12 +160,11 @@ def run_command(
         typer.Option("--exclude", help="Leave out files matching this glob (repeatable)."),
     ] = None,
     overwrite: Annotated[
-        bool,
-        typer.Option("--overwrite", help="Replace output files that this batch did not write."),
+        bool, overwrite_option("Replace output files that this batch did not write.")
     ] = False,
-    quiet: Annotated[bool, _QUIET] = False,
-    as_json: Annotated[bool, _JSON] = False,
-    debug: Annotated[bool, _DEBUG] = False,
+    quiet: Quiet = False,
+    as_json: Json = False,
+    debug: Debug = False,
 ) -> None:
     """Upscale every input into --out, resumably (the default command: vsr batch INPUT...).
 
@@ -198,16 +206,14 @@ def run_command(
         )
         _finish(run_batch(cfg), as_json=as_json, quiet=quiet)
 
-    _guard(job, quiet=quiet, debug=debug)
+    run_guarded(job, quiet=quiet, debug=debug)
 
 
 @batch_app.command("status")
 def status_command(
-    out: Annotated[
-        Path, typer.Argument(metavar="DIR", help="The batch's output folder.", show_default=False)
-    ],
-    as_json: Annotated[bool, _JSON] = False,
-    debug: Annotated[bool, _DEBUG] = False,
+    out: OutDir,
+    as_json: Json = False,
+    debug: Debug = False,
 ) -> None:
     """Show every job of the batch in DIR (state, attempts, frames, error)."""
 
@@ -220,25 +226,23 @@ def status_command(
         else:
             print(report.table())
 
-    _guard(job, quiet=False, debug=debug)
+    run_guarded(job, debug=debug)
 
 
 @batch_app.command("retry")
 def retry_command(
-    out: Annotated[
-        Path, typer.Argument(metavar="DIR", help="The batch's output folder.", show_default=False)
-    ],
-    device: Annotated[str | None, _DEVICE] = None,
-    jobs: Annotated[int, _JOBS] = 1,
-    engine: Annotated[str, _ENGINE] = "local",
-    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
-    gpus_per_job: Annotated[float | None, _GPUS] = None,
-    cpus_per_job: Annotated[float, _CPUS] = 1.0,
-    retries: Annotated[int, _RETRIES] = 2,
-    segment_seconds: Annotated[float, _SEGMENTS] = 10.0,
-    quiet: Annotated[bool, _QUIET] = False,
-    as_json: Annotated[bool, _JSON] = False,
-    debug: Annotated[bool, _DEBUG] = False,
+    out: OutDir,
+    device: OptDevice = None,
+    jobs: Jobs = 1,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    gpus_per_job: GpusPerJob = None,
+    cpus_per_job: CpusPerJob = 1.0,
+    retries: Retries = 2,
+    segment_seconds: SegmentSeconds = 10.0,
+    quiet: Quiet = False,
+    as_json: Json = False,
+    debug: Debug = False,
 ) -> None:
     """Re-run the failed (and still pending) jobs of the batch in DIR.
 
@@ -267,12 +271,10 @@ def retry_command(
             return
         _finish(report, as_json=as_json, quiet=quiet)
 
-    _guard(job, quiet=quiet, debug=debug)
+    run_guarded(job, quiet=quiet, debug=debug)
 
 
 def main() -> None:
     """``python -m vsr.batch``: the sub-app on its own (as ``vsr batch``)."""
-    import signal
-
-    signal.signal(signal.SIGTERM, _vsr_cli()._on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     batch_app(prog_name="vsr batch")
