@@ -14,14 +14,12 @@ import time
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from vsr.live.options import StreamConfig, Upscaler, make_upscaler
 from vsr.media.frame import Frame
-
-if TYPE_CHECKING:
-    from vsr.live.stream import StreamConfig, Upscaler
 
 __all__ = ["AutoChoice", "candidates", "choose_model"]
 
@@ -71,8 +69,6 @@ def choose_model(
     cfg: StreamConfig, target_fps: float, *, size: tuple[int, int], frames: int = 3
 ) -> tuple[AutoChoice, Upscaler]:
     """Calibrate on ``size`` input frames; return the choice and its ready upscaler."""
-    from vsr.live.stream import make_upscaler
-
     measured: list[dict[str, Any]] = []
     fastest: tuple[float, str, Upscaler] | None = None
     for name, psnr in candidates(cfg.scale):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import queue
 import signal
 import threading
@@ -26,11 +25,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from vsr.errors import StageError, UsageError
+from vsr.live.options import StreamConfig, Upscaler, make_upscaler
 from vsr.live.policy import LatestQueue
 from vsr.live.sinks import AvSink, PreviewSink, check_preview, parse_sink
 from vsr.live.source import AudioChunk, AvSource, LiveFrame, SourceInfo
@@ -41,38 +41,6 @@ from vsr.pipeline.channel import Stopped
 __all__ = ["StreamConfig", "StreamReport", "stream"]
 
 log = logging.getLogger("vsr")
-
-
-class Upscaler(Protocol):
-    scale: int
-
-    def upscale(self, frames: list[Frame]) -> list[Frame]: ...
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    source: str
-    sinks: tuple[str, ...] = ()
-    show: bool = False
-    model: str = "espcn"
-    scale: int = 2
-    device: str = "auto"
-    duration: float | None = None
-    max_latency_ms: float = 1000.0
-    keep_all: bool = False
-    queue_size: int | None = None  # default: the frames of --max-latency, 4..64
-    realtime: bool = False
-    input_size: tuple[int, int] | None = None
-    input_fps: float | None = None
-    reconnect: int = 5
-    backoff: float = 0.5
-    timeout: float = 3.0
-    audio: bool = True
-    codec: str = "libx264"
-    crf: int | None = None
-    overwrite: bool = False
-    threads: int | None = None  # torch CPU threads (default: half the cores)
-    target_fps: float | None = None  # with model "auto"
 
 
 @dataclass
@@ -97,18 +65,6 @@ class StreamReport:
             f"{', '.join(self.sinks) or '(no sink)'}: {size}, {self.model} x{self.scale}, "
             f"stopped ({self.stopped}) after {s.seconds:.1f} s; {s.line()}"
         )
-
-
-def make_upscaler(cfg: StreamConfig) -> Upscaler:
-    from vsr.backends.torch_backend import TorchBackend
-    from vsr.models.registry import load_model
-
-    model = load_model(cfg.model, cfg.scale)
-    # Capture (decode) and the sinks (encode) need cores too: on the CPU the model gets
-    # half of them by default (all of them made a 64x48 bicubic frame 200x slower here,
-    # 212 ms against 0.9 ms, on a 2-core machine that was also busy).
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // 2)
-    return TorchBackend(model, device=cfg.device, threads=threads)
 
 
 def queue_bound(rate: Fraction | None, max_latency: float) -> int:
