@@ -9,11 +9,10 @@ killed process left behind.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
@@ -159,12 +158,3 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-@contextlib.contextmanager
-def locked(
-    path: Path, *, blocking: bool = True, busy: Callable[[], BaseException] | None = None
-) -> Iterator[None]:
-    """Hold a :class:`FileLock` on ``path`` for the block."""
-    with FileLock(path, blocking=blocking, busy=busy):
-        yield

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from vsr import __version__
 from vsr.errors import VsrError
-from vsr.files import atomic_write, locked
+from vsr.files import FileLock, atomic_write
 from vsr.models.catalog import CatalogEntry
 
 log = logging.getLogger("vsr")
@@ -131,7 +131,7 @@ def read_registry(cache: Path | None = None) -> dict[str, dict[str, Any]]:
 
 def _record(cache: Path, entry: CatalogEntry, sha: str, size: int, file: Path) -> None:
     path = registry_path(cache)
-    with locked(path.with_name(path.name + ".lock")):
+    with FileLock(path.with_name(path.name + ".lock")):
         downloads = read_registry(cache)
         old = downloads.get(entry.url, {})
         downloads[entry.url] = {

@@ -207,11 +207,6 @@ def check_opencv_options(cfg: RunConfig, *, bit_depth: int) -> None:
             f"the opencv backend takes 8-bit video, this is {bit_depth}-bit",
             hint="use --backend torch",
         )
-    if Path(cfg.weights).suffix.lower() != ".pb":
-        raise UsageError(
-            f"the opencv backend needs an OpenCV dnn_superres .pb file, not {cfg.weights}",
-            hint="pass --weights FILE.pb or use --backend torch",
-        )
 
 
 def make_backends(
