@@ -41,8 +41,9 @@ def sample():
             kib = next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
         samples.append((time.monotonic() - t0, kib / 1024))
 threading.Thread(target=sample, daemon=True).start()
-report = run(RunConfig(input=Path(clip), output=Path(out), model=model, scale=int(scale),
-                       device=device, overwrite=True, quiet=True))
+report = run(RunConfig.from_values({"input": clip, "output": out, "model": model,
+                                    "scale": int(scale), "device": device,
+                                    "overwrite": True, "quiet": True}))
 done.set()
 on_gpu = torch.cuda.is_available() and "cuda" in report.device
 gpu = torch.cuda.max_memory_allocated() if on_gpu else None

@@ -94,10 +94,10 @@ def vsr_run(clip: Path, weights: Path, arch: str, scale: int, out: Path) -> tupl
     from vsr.config import RunConfig
     from vsr.pipeline.engine import run
 
-    cfg = RunConfig(
-        input=clip, output=out, model=arch, scale=scale, weights=weights, device="cpu",
-        overwrite=True, quiet=True,
-    )  # fmt: skip
+    cfg = RunConfig.from_values({
+        "input": clip, "output": out, "model": arch, "scale": scale, "weights": weights,
+        "device": "cpu", "overwrite": True, "quiet": True,
+    })  # fmt: skip
     report = run(cfg)
     return report.frames_out, report.to_dict()
 

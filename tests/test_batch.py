@@ -22,10 +22,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from vsr.batch.engine import BatchConfig, BatchReport, run_batch
+from vsr.batch.engine import run_batch
 from vsr.batch.inputs import expand_inputs, suffixed
 from vsr.batch.jobs import JobResult, JobSpec, run_job
 from vsr.batch.ledger import LEDGER_NAME, Ledger
+from vsr.batch.options import BatchConfig
+from vsr.batch.report import BatchReport
 from vsr.cli.batch import batch_app
 from vsr.errors import InputNotFoundError, UsageError
 from vsr.media.sample import make_sample_clip

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
+from vsr.backends.options import InferenceOptions
 from vsr.cli import app
-from vsr.compare import GAP, LABEL_H, MAX_COLUMNS, CompareConfig, compare
+from vsr.compare import CompareConfig, compare
+from vsr.compare.grid import GAP, LABEL_H, MAX_COLUMNS
 from vsr.metrics import imresize_uint8, psnr, rgb_to_y
 from vsr.models.registry import default_weights
 
@@ -117,7 +119,7 @@ def test_from_gt_api_scores_exactly(tmp_path: Path) -> None:
         input=None,
         output=tmp_path / "r.html",
         models=tuple(MODELS),
-        scale=SCALE,
+        inference=InferenceOptions(scale=SCALE),
         gt=gt,
         from_gt=True,
     )
@@ -156,7 +158,8 @@ def test_video_frame_panels_beside_the_page(clip_mp4: Path, tmp_path: Path) -> N
 
 def test_video_frame_with_ground_truth_and_auto_crop(clip_mp4: Path, tmp_path: Path) -> None:
     """A frame scored against an HR image: here its own x3 bicubic (sizes must agree)."""
-    from vsr.compare import auto_crop, frame_to_rgb, read_frame
+    from vsr.compare.grid import auto_crop
+    from vsr.compare.source import frame_to_rgb, read_frame
 
     frame, color = read_frame(clip_mp4, 2)
     rgb = frame_to_rgb(frame, color)
@@ -165,7 +168,7 @@ def test_video_frame_with_ground_truth_and_auto_crop(clip_mp4: Path, tmp_path: P
         input=clip_mp4,
         output=tmp_path / "r.html",
         models=("nearest",),
-        scale=SCALE,
+        inference=InferenceOptions(scale=SCALE),
         frame=2,
         gt=gt,
     )
@@ -191,7 +194,7 @@ def test_crop_with_context_is_the_whole_image_crop(clip_mp4: Path, tmp_path: Pat
                 input=source,
                 output=tmp_path / "r.html",
                 models=tuple(MODELS),
-                scale=SCALE,
+                inference=InferenceOptions(scale=SCALE),
                 frame=frame,
                 crop=crop,
                 gt=truth,

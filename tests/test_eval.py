@@ -27,7 +27,7 @@ from vsr.cli import app
 from vsr.errors import UsageError
 from vsr.metrics import imresize, imresize_uint8, psnr, rgb_to_y, rgb_to_ycbcr, ssim
 from vsr.models.registry import default_weights
-from vsr.train import loop
+from vsr.train import validate as loop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,22 +19,24 @@ import torch
 from torch import nn
 
 from vsr.backends.color import rgb_to_yuv, yuv_to_rgb
-from vsr.backends.torch_backend import StagingBuffer, StagingPool, TorchBackend
-from vsr.config import COMPILE_MODES, RunConfig, load_config_file, make_config
+from vsr.backends.options import COMPILE_MODES
+from vsr.backends.torch_backend import TorchBackend
+from vsr.backends.transfer import StagingBuffer, StagingPool
+from vsr.config import RunConfig, load_config_file, make_config
 from vsr.errors import UsageError
 from vsr.media import color as ref
-from vsr.media import writer as writer_mod
-from vsr.media.frame import ColorInfo, Frame
-from vsr.media.probe import probe
-from vsr.media.reader import Reader
-from vsr.media.writer import (
+from vsr.media import encode as writer_mod
+from vsr.media.encode import (
     NVENC_PRESETS,
-    Writer,
     check_encoder,
     encoder_available,
     nvenc_options,
     resolve_codec,
 )
+from vsr.media.frame import ColorInfo, Frame
+from vsr.media.probe import probe
+from vsr.media.reader import Reader
+from vsr.media.writer import Writer
 from vsr.models.registry import LoadedModel, get_spec, load_model
 from vsr.models.spec import ModelSpec
 
@@ -417,17 +419,17 @@ def test_compile_mode_is_checked() -> None:
         make_config({"input": Path("in.mp4"), "compile": "max"})
     with pytest.raises(UsageError, match="torch backend"):
         make_config({"input": Path("in.mp4"), "compile": "default", "backend": "opencv"})
-    assert RunConfig(Path("x")).compile == "off" and COMPILE_MODES[0] == "off"
-    assert make_config({"input": Path("in.mp4"), "compile": "reduce-overhead"}).compile == (
-        "reduce-overhead"
-    )
+    assert RunConfig(Path("x")).inference.compile == "off" and COMPILE_MODES[0] == "off"
+    assert make_config(
+        {"input": Path("in.mp4"), "compile": "reduce-overhead"}
+    ).inference.compile == ("reduce-overhead")
 
 
 def test_compile_is_a_config_file_key(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('compile = "default"\n')
     assert load_config_file(path) == {"compile": "default"}
-    assert make_config({"input": Path("in.mp4")}, path).compile == "default"
+    assert make_config({"input": Path("in.mp4")}, path).inference.compile == "default"
 
 
 def _tiny_conv_model() -> LoadedModel:

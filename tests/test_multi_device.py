@@ -18,6 +18,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from faults import fault_in
 from media_checks import packets
 
 from vsr.config import RunConfig, make_config
@@ -25,8 +26,9 @@ from vsr.errors import DeviceError, StageError, UsageError
 from vsr.media.frame import Frame
 from vsr.media.probe import probe
 from vsr.pipeline.engine import execute, prepare, run
-from vsr.pipeline.multi import MAX_IN_FLIGHT, add_multi_device_stage, stage_names
+from vsr.pipeline.model_stage import MAX_IN_FLIGHT, add_multi_device_stage, stage_names
 from vsr.pipeline.runner import Runner
+from vsr.pipeline.tally import Tally
 
 CPUS = ("cpu", "cpu", "cpu")
 
@@ -65,8 +67,8 @@ def _frame(i: int, w: int = 4, h: int = 4) -> Frame:
 def test_three_cpu_devices_give_the_same_video_as_one(clip_mp4, tmp_path):
     one, many = tmp_path / "one.mp4", tmp_path / "many.mp4"
     kw = dict(model="espcn", scale=3, batch_size=2, quiet=True)
-    r1 = run(RunConfig(input=clip_mp4, output=one, **kw))
-    r3 = run(RunConfig(input=clip_mp4, output=many, devices=CPUS, **kw))
+    r1 = run(RunConfig.from_values(dict(input=clip_mp4, output=one, **kw)))
+    r3 = run(RunConfig.from_values(dict(input=clip_mp4, output=many, devices=CPUS, **kw)))
 
     n = probe(clip_mp4).video.frame_count
     assert r1.frames_out == r3.frames_in == r3.frames_out == n
@@ -111,7 +113,7 @@ def _drive(items: list[object], upscales, batch_size: int) -> tuple[list[object]
     runner = Runner()
     inp, out = runner.channel(3), runner.channel(3)
     got: list[object] = []
-    counts = {"model": 0}
+    tally = Tally()
 
     def source() -> None:
         for it in items:
@@ -122,10 +124,10 @@ def _drive(items: list[object], upscales, batch_size: int) -> tuple[list[object]
         got.extend(out)
 
     runner.add("source", source, outputs=[inp])
-    add_multi_device_stage(runner, upscales, inp, out, batch_size, counts)
+    add_multi_device_stage(runner, upscales, inp, out, batch_size, tally)
     runner.add("sink", sink, inputs=[out])
     runner.run()
-    return got, counts
+    return got, {"model": tally.model}
 
 
 def _expected(items: list[object]) -> list[object]:
@@ -217,8 +219,8 @@ def test_a_failing_device_fails_the_run_like_a_single_device(
     clip_mp4, tmp_path, monkeypatch, devices, failing_call
 ):
     out = tmp_path / "f.mp4"
-    cfg = RunConfig(
-        input=clip_mp4, output=out, model="bicubic", scale=2, batch_size=2, devices=devices
+    cfg = RunConfig.from_values(
+        dict(input=clip_mp4, output=out, model="bicubic", scale=2, batch_size=2, devices=devices)
     )
     job = prepare(cfg)
     assert len(job.backends) == max(1, len(devices)) and job.backend is job.backends[0]
@@ -248,12 +250,12 @@ def test_a_failing_device_fails_the_run_like_a_single_device(
 
 def test_fault_injection_in_the_model_stage_works_with_several_devices(clip_mp4, tmp_path):
     out = tmp_path / "f.mp4"
-    cfg = RunConfig(
-        input=clip_mp4, output=out, model="bicubic", scale=2, batch_size=2, devices=CPUS
+    cfg = RunConfig.from_values(
+        dict(input=clip_mp4, output=out, model="bicubic", scale=2, batch_size=2, devices=CPUS)
     )
     t0 = time.monotonic()
-    with pytest.raises(StageError) as err:
-        run(cfg, fault="model")
+    with fault_in("model"), pytest.raises(StageError) as err:
+        run(cfg)
     assert time.monotonic() - t0 < 30
     assert err.value.stage.startswith("model[cpu#") and "injected" in err.value.one_line()
     assert not out.exists()
@@ -263,11 +265,11 @@ def test_fault_injection_in_the_model_stage_works_with_several_devices(clip_mp4,
 @pytest.mark.parametrize("stage", ["reader", "writer"])
 def test_other_stages_failing_stop_every_device(clip_mp4, tmp_path, stage):
     out = tmp_path / "f.mp4"
-    cfg = RunConfig(
-        input=clip_mp4, output=out, model="bicubic", scale=2, batch_size=2, devices=CPUS
+    cfg = RunConfig.from_values(
+        dict(input=clip_mp4, output=out, model="bicubic", scale=2, batch_size=2, devices=CPUS)
     )
-    with pytest.raises(StageError) as err:
-        run(cfg, fault=stage)
+    with fault_in(stage), pytest.raises(StageError) as err:
+        run(cfg)
     assert err.value.stage == stage
     assert not out.exists()
     _no_leftovers(tmp_path)
@@ -285,12 +287,14 @@ def _usage_error(**kw) -> UsageError:
 
 
 def test_devices_config_is_validated_with_one_line_errors():
-    assert make_config({"input": Path("x.mp4"), "devices": CPUS}).devices == CPUS
-    assert make_config({"input": Path("x.mp4"), "devices": ["cuda:0", "cuda:1"]}).devices == (
+    assert make_config({"input": Path("x.mp4"), "devices": CPUS}).inference.devices == CPUS
+    assert make_config(
+        {"input": Path("x.mp4"), "devices": ["cuda:0", "cuda:1"]}
+    ).inference.devices == (
         "cuda:0",
         "cuda:1",
     )
-    assert make_config({"input": Path("x.mp4")}).devices == ()
+    assert make_config({"input": Path("x.mp4")}).inference.devices == ()
     assert "twice" in _usage_error(devices=("cuda:0", "cuda:1", "cuda:0")).message
     assert "twice" in _usage_error(devices=("cuda", "cuda:0")).message
     assert "twice" in _usage_error(devices=("mps", "MPS")).message
@@ -305,9 +309,9 @@ def test_devices_from_a_toml_config_file(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text('[run]\ndevices = ["cpu", "cpu"]\nbatch_size = 2\n')
     cfg = make_config({"input": Path("x.mp4")}, good)
-    assert cfg.devices == ("cpu", "cpu") and cfg.batch_size == 2
+    assert cfg.inference.devices == ("cpu", "cpu") and cfg.inference.batch_size == 2
     flags = make_config({"input": Path("x.mp4"), "devices": ("cpu",)}, good)
-    assert flags.devices == ("cpu",)  # a flag beats the file
+    assert flags.inference.devices == ("cpu",)  # a flag beats the file
     for text in ('devices = "cuda:0"\n', "devices = [0, 1]\n", 'devices = ["cuda:1", "cuda:1"]\n'):
         bad = tmp_path / "bad.toml"
         bad.write_text(text)
@@ -336,13 +340,13 @@ def test_unknown_or_missing_devices_are_refused_before_anything_is_written(clip_
     out = tmp_path / "o.mp4"
     base = dict(input=clip_mp4, output=out, model="bicubic", scale=2)
     with pytest.raises(UsageError) as err:
-        prepare(RunConfig(**base, devices=("cpu", "tpu:0")))
+        prepare(RunConfig.from_values(dict(**base, devices=("cpu", "tpu:0"))))
     assert "tpu" in err.value.one_line() and "\n" not in err.value.one_line()
     with pytest.raises(UsageError, match="twice"):  # RunConfig made without make_config
-        prepare(RunConfig(**base, devices=("cuda:0", "cuda:0")))
+        prepare(RunConfig.from_values(dict(**base, devices=("cuda:0", "cuda:0"))))
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError):
-            prepare(RunConfig(**base, devices=("cpu", "cuda:0")))
+            prepare(RunConfig.from_values(dict(**base, devices=("cpu", "cuda:0"))))
     assert not out.exists()
     _no_leftovers(tmp_path)
 
@@ -353,7 +357,9 @@ def test_cpu_devices_split_the_cores(clip_mp4, tmp_path, monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     job = prepare(
-        RunConfig(input=clip_mp4, output=tmp_path / "o.mp4", model="espcn", devices=("cpu",) * 3)
+        RunConfig.from_values(
+            dict(input=clip_mp4, output=tmp_path / "o.mp4", model="espcn", devices=("cpu",) * 3)
+        )
     )
     try:
         assert torch.get_num_threads() == 8 // 3

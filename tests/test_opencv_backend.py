@@ -36,6 +36,7 @@ from opencv_reference import upsample_like_opencv
 from pbgraph import espcn_graph
 from typer.testing import CliRunner
 
+from vsr.backends.build import build_backend
 from vsr.backends.opencv_backend import (
     OPENCV_PB_REQUIREMENT,
     OpenCVBackend,
@@ -43,6 +44,7 @@ from vsr.backends.opencv_backend import (
     opencv_pb_problem,
     yuv_to_bgr,
 )
+from vsr.backends.options import InferenceOptions
 from vsr.backends.torch_backend import TorchBackend
 from vsr.cli import app
 from vsr.config import RunConfig
@@ -50,7 +52,7 @@ from vsr.errors import UsageError
 from vsr.media.frame import ColorInfo, Frame
 from vsr.media.sample import make_sample_clip
 from vsr.models.registry import load_model
-from vsr.pipeline.engine import make_backend, run
+from vsr.pipeline.engine import run
 
 REAL_PB = Path(__file__).resolve().parents[1].parent / "shared/data/weights/opencv/ESPCN_x2.pb"
 
@@ -147,15 +149,17 @@ def test_cli_opencv_backend_runs_and_is_close_to_the_torch_path(pb, small_clip, 
 
     out_torch = tmp_path / "torch.mkv"
     run(
-        RunConfig(
-            input=small_clip,
-            output=out_torch,
-            model="espcn",
-            scale=2,
-            weights=pb,
-            crf=0,
-            quiet=True,
-            device="cpu",
+        RunConfig.from_values(
+            dict(
+                input=small_clip,
+                output=out_torch,
+                model="espcn",
+                scale=2,
+                weights=pb,
+                crf=0,
+                quiet=True,
+                device="cpu",
+            )
         )
     )
     a, b = _planes(out_torch), _planes(out_cv)
@@ -201,12 +205,14 @@ def test_opencv_backend_refuses_safetensors_and_ten_bit(pb, tmp_path):
 
     st = tmp_path / "e.safetensors"
     write_safetensors(st, get_spec("espcn").build(2, None, {}).state_dict(), {"arch": "espcn"})
-    cfg = RunConfig(input=tmp_path / "x.mp4", model="espcn", scale=2, weights=st, backend="opencv")
+    opts = InferenceOptions(model="espcn", scale=2, weights=st, backend="opencv")
     with pytest.raises(UsageError, match=r"\.pb"):
-        make_backend(cfg, load_model("espcn", 2, weights=st), ColorInfo())
-    cfg = RunConfig(input=tmp_path / "x.mp4", model="espcn", scale=2, weights=pb, backend="opencv")
+        build_backend(opts, model=load_model("espcn", 2, weights=st), color=ColorInfo())
+    opts = InferenceOptions(model="espcn", scale=2, weights=pb, backend="opencv")
     with pytest.raises(UsageError, match="8-bit"):
-        make_backend(cfg, load_model("espcn", 2, weights=pb), ColorInfo(), bit_depth=10)
+        build_backend(
+            opts, model=load_model("espcn", 2, weights=pb), color=ColorInfo(), bit_depth=10
+        )
 
 
 def _run_cli(clip: Path, out: Path, *args: str):

@@ -797,14 +797,16 @@ def test_vsr_run_with_each_opencv_file(
         make_sample_clip(clip, width=64, height=48, frames=6)
     out = tmp_path / "out.mp4"
     report = run(
-        RunConfig(
-            input=clip,
-            output=out,
-            model=arch,
-            scale=scale,
-            weights=PB_DIR / name,
-            quiet=True,
-            preset="ultrafast",
+        RunConfig.from_values(
+            dict(
+                input=clip,
+                output=out,
+                model=arch,
+                scale=scale,
+                weights=PB_DIR / name,
+                quiet=True,
+                preset="ultrafast",
+            )
         )
     )
     info = probe(out)

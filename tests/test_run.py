@@ -19,6 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from faults import fault_in
 from media_checks import packets
 
 from vsr.config import RunConfig
@@ -46,7 +47,7 @@ def _no_leftovers(folder: Path) -> None:
 
 
 def _run(src: Path, out: Path, **kw) -> object:
-    cfg = RunConfig(input=src, output=out, quiet=True, **kw)
+    cfg = RunConfig.from_values(dict(input=src, output=out, quiet=True, **kw))
     return run(cfg)
 
 
@@ -226,11 +227,11 @@ def test_corrupt_input_fails_with_exit_1_and_no_output(clip_corrupt, tmp_path):
 def test_a_fault_in_each_stage_surfaces_without_leftovers(clip_mp4, tmp_path, stage):
     out = tmp_path / "f.mp4"
     t0 = time.monotonic()
-    with pytest.raises(StageError) as err:
-        run(
-            RunConfig(input=clip_mp4, output=out, model="bicubic", scale=2, batch_size=2),
-            fault=stage,
-        )
+    cfg = RunConfig.from_values(
+        dict(input=clip_mp4, output=out, model="bicubic", scale=2, batch_size=2)
+    )
+    with fault_in(stage), pytest.raises(StageError) as err:
+        run(cfg)
     assert time.monotonic() - t0 < 30
     assert err.value.stage == stage and "injected" in err.value.one_line()
     assert not out.exists()
@@ -348,8 +349,8 @@ def test_peak_memory_does_not_grow_with_video_length(tmp_path):
         "from pathlib import Path\n"
         "from vsr.config import RunConfig\n"
         "from vsr.pipeline.engine import run\n"
-        "run(RunConfig(input=Path(sys.argv[1]), output=Path(sys.argv[2]), model='bicubic',"
-        " scale=2, quiet=True))\n"
+        "run(RunConfig.from_values(dict(input=Path(sys.argv[1]), output=Path(sys.argv[2]),"
+        " model='bicubic', scale=2, quiet=True)))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     peaks = []
@@ -399,7 +400,7 @@ def test_real_clip_acceptance(shared_data, tmp_path, model, scale):
     [("libx265", ".mp4", "hevc"), ("libsvtav1", ".mkv", "av1"), ("libvpx-vp9", ".mkv", "vp9")],
 )
 def test_other_encoders(clip_mp4, tmp_path, codec, ext, expected):
-    from vsr.media.writer import encoder_available
+    from vsr.media.encode import encoder_available
 
     if not encoder_available(codec):
         pytest.skip(f"this PyAV build has no {codec}")

@@ -134,7 +134,8 @@ def _frame(i: int, w: int = 4, h: int = 4):
 
 
 def _drive_model_stage(items, batch_size):
-    from vsr.pipeline.engine import _model_stage
+    from vsr.pipeline.model_stage import model_loop
+    from vsr.pipeline.tally import Tally
 
     stop = threading.Event()
     inp, out = Channel(100, stop), Channel(100, stop)
@@ -147,9 +148,10 @@ def _drive_model_stage(items, batch_size):
         batches.append(len(frames))
         return [f"up{f.index}" for f in frames]
 
-    counts = {"model": 0}
-    _model_stage(upscale, inp, out, batch_size, counts)
-    return list(out), batches, counts
+    tally = Tally()
+    model_loop(upscale, inp, out, batch_size, tally)
+    out.close()
+    return list(out), batches, {"model": tally.model}
 
 
 def test_model_stage_batches_frames_and_keeps_packets_in_place():

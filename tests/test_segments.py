@@ -17,6 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from faults import fault_in
 from media_checks import packets
 
 from vsr.config import RunConfig
@@ -26,7 +27,8 @@ from vsr.media.probe import probe
 from vsr.media.sample import make_sample_clip
 from vsr.pipeline import segments
 from vsr.pipeline.engine import run
-from vsr.pipeline.segments import MANIFEST_NAME, default_work_dir, run_segmented
+from vsr.pipeline.manifest import MANIFEST_NAME, default_work_dir
+from vsr.pipeline.segments import run_segmented
 
 FAST = {"model": "bicubic", "scale": 2, "device": "cpu"}
 
@@ -46,7 +48,7 @@ def short(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cfg(src: Path, out: Path, **kw: object) -> RunConfig:
-    return RunConfig(input=src, output=out, quiet=True, **{**FAST, **kw})  # type: ignore[arg-type]
+    return RunConfig.from_values(dict(input=src, output=out, quiet=True, **{**FAST, **kw}))  # type: ignore[arg-type]
 
 
 def _video(path: Path) -> tuple[Fraction, list[int], list[np.ndarray], tuple[int, int]]:
@@ -177,8 +179,8 @@ def test_a_failed_segment_leaves_no_output_no_partial_and_resume_keeps_the_rest(
 ):
     out = tmp_path / "f.mp4"
     work = default_work_dir(out)
-    with pytest.raises(StageError) as err:
-        run_segmented(_cfg(clip, out), segment_seconds=0.5, fault="writer")
+    with fault_in("writer"), pytest.raises(StageError) as err:
+        run_segmented(_cfg(clip, out), segment_seconds=0.5)
     assert err.value.stage == "writer" and "injected" in err.value.one_line()
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if ".vsr-tmp" in p.name]
@@ -207,8 +209,8 @@ def test_a_failed_segment_leaves_no_output_no_partial_and_resume_keeps_the_rest(
 @pytest.mark.parametrize("stage", ["reader", "model"])
 def test_a_fault_before_any_segment_leaves_nothing_to_resume(clip, tmp_path, stage):
     out = tmp_path / "f.mp4"
-    with pytest.raises(StageError) as err:
-        run_segmented(_cfg(clip, out), segment_seconds=0.5, fault=stage)
+    with fault_in(stage), pytest.raises(StageError) as err:
+        run_segmented(_cfg(clip, out), segment_seconds=0.5)
     assert err.value.stage == stage
     assert not out.exists()
     assert not default_work_dir(out).exists()  # nothing finished: nothing to keep
@@ -230,8 +232,8 @@ def test_changed_parameters_or_input_start_over(short, tmp_path, caplog):
     src.write_bytes(short.read_bytes())
     out = tmp_path / "c_out.mp4"
     work = default_work_dir(out)
-    with pytest.raises(StageError):
-        run_segmented(_cfg(src, out), segment_seconds=0.25, fault="writer")
+    with fault_in("writer"), pytest.raises(StageError):
+        run_segmented(_cfg(src, out), segment_seconds=0.25)
     old = _manifest(work)
     assert len(old["segments"]) == 1
 
@@ -243,8 +245,8 @@ def test_changed_parameters_or_input_start_over(short, tmp_path, caplog):
     assert _video(out)[1] == _video(short)[1]
 
     # the input changed (new mtime) under an existing manifest: starts over too
-    with pytest.raises(StageError):
-        run_segmented(_cfg(src, out, overwrite=True), segment_seconds=0.25, fault="writer")
+    with fault_in("writer"), pytest.raises(StageError):
+        run_segmented(_cfg(src, out, overwrite=True), segment_seconds=0.25)
     os.utime(src, ns=(time.time_ns(), time.time_ns() + 10**9))
     caplog.clear()
     report = run_segmented(_cfg(src, out, overwrite=True), segment_seconds=0.25)
@@ -255,19 +257,19 @@ def test_changed_parameters_or_input_start_over(short, tmp_path, caplog):
 def test_a_failed_join_is_redone_without_upscaling_again(short, tmp_path, monkeypatch):
     out = tmp_path / "j.mkv"  # Matroska output: MP4 segments, stream copy into mkv
     work = default_work_dir(out)
-    real_join = segments._join
+    real_join = segments.join_segments
 
     def broken_join(*args: object) -> tuple[int, int]:
         raise MediaError("join failed on purpose")
 
-    monkeypatch.setattr(segments, "_join", broken_join)
+    monkeypatch.setattr(segments, "join_segments", broken_join)
     with pytest.raises(MediaError):
         run_segmented(_cfg(short, out), segment_seconds=0.25)
     manifest = _manifest(work)
     assert manifest["complete"] and sum(s["frames"] for s in manifest["segments"]) == 30
     assert not out.exists()
 
-    monkeypatch.setattr(segments, "_join", real_join)
+    monkeypatch.setattr(segments, "join_segments", real_join)
     report = run_segmented(_cfg(short, out), segment_seconds=0.25)
     assert report.resumed_segments == report.segments == 4 and report.stages == {}
     ordinary = tmp_path / "ordinary.mkv"

@@ -207,7 +207,7 @@ def live_cfg(source: str, sinks: list[Path], **kw: Any) -> StreamConfig:
         "overwrite": True,
     }
     base.update(kw)
-    return StreamConfig(source=source, sinks=tuple(str(s) for s in sinks), **base)
+    return StreamConfig.from_values(source, sinks=tuple(str(s) for s in sinks), **base)
 
 
 # -- units ---------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from vsr.backends.ensemble import TRANSFORMS, forward_transform, inverse_transform
+from vsr.backends.oom import OutOfMemoryError, is_oom
 from vsr.backends.tiling import plan_axis, run_tiled
-from vsr.backends.torch_backend import OutOfMemoryError, TorchBackend, is_oom
+from vsr.backends.torch_backend import TorchBackend
 from vsr.config import RunConfig, make_config
 from vsr.errors import UsageError
 from vsr.media.frame import Frame
@@ -262,10 +263,22 @@ def test_oom_in_the_pipeline_keeps_every_frame(clip_no_audio, tmp_path):
     from vsr.pipeline.engine import execute, prepare, run
 
     ref = tmp_path / "ref.mkv"
-    run(RunConfig(input=clip_no_audio, output=ref, model="bicubic", scale=2, crf=0, quiet=True))
+    run(
+        RunConfig.from_values(
+            dict(input=clip_no_audio, output=ref, model="bicubic", scale=2, crf=0, quiet=True)
+        )
+    )
     out = tmp_path / "oom.mkv"
-    cfg = RunConfig(
-        input=clip_no_audio, output=out, model="bicubic", scale=2, crf=0, batch_size=4, quiet=True
+    cfg = RunConfig.from_values(
+        dict(
+            input=clip_no_audio,
+            output=out,
+            model="bicubic",
+            scale=2,
+            crf=0,
+            batch_size=4,
+            quiet=True,
+        )
     )
     job = prepare(cfg)
     assert isinstance(job.backend, TorchBackend)
@@ -321,8 +334,12 @@ def test_run_with_tiles_and_self_ensemble(clip_no_audio, tmp_path):
     out = tmp_path / "ens.mkv"
     ref = tmp_path / "ref.mkv"
     common = dict(input=clip_no_audio, model="bicubic", scale=2, crf=0, quiet=True)
-    run(RunConfig(output=ref, **common))
-    report = run(RunConfig(output=out, tile=32, tile_overlap=8, self_ensemble=True, **common))
+    run(RunConfig.from_values(dict(output=ref, **common)))
+    report = run(
+        RunConfig.from_values(
+            dict(output=out, tile=32, tile_overlap=8, self_ensemble=True, **common)
+        )
+    )
     assert report.frames_out == 12 and "self-ensemble" in report.device
     a, b = _decoded(ref), _decoded(out)
     worst = max(
@@ -354,6 +371,7 @@ def test_config_file_sets_tiling(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text("[run]\ntile = 128\ntile_overlap = 24\nself_ensemble = true\n")
     cfg = make_config({"input": tmp_path / "x.mp4", "tile": None}, toml)
-    assert (cfg.tile, cfg.tile_overlap, cfg.self_ensemble) == (128, 24, True)
+    opts = cfg.inference
+    assert (opts.tile, opts.tile_overlap, opts.self_ensemble) == (128, 24, True)
     cfg = make_config({"input": tmp_path / "x.mp4", "tile": 64}, toml)
-    assert cfg.tile == 64
+    assert cfg.inference.tile == 64

@@ -27,8 +27,10 @@ from vsr.evaluate import load_dataset
 from vsr.metrics import rgb_to_y
 from vsr.models.registry import get_spec, load_model
 from vsr.models.weights import read_safetensors
+from vsr.train.config import TrainConfig
 from vsr.train.data import PatchSampler, load_pairs
-from vsr.train.loop import TrainConfig, evaluate, train_from_file
+from vsr.train.loop import train_from_file
+from vsr.train.validate import evaluate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -263,7 +265,7 @@ def test_multi_scale_vdsr_run_serves_every_scale_and_resumes(data: Path, tmp_pat
         assert math.isfinite(psnr) and loaded.scale == s
         if s == 3:
             assert round(psnr, 3) == card["metrics"]["val"]["psnr"]
-    import vsr.train.loop as loop
+    import vsr.train.checkpoint as loop
 
     real_save = loop._save_atomic
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vsr.backends.options import InferenceOptions
 from vsr.config import RunConfig
 from vsr.errors import UsageError
 from vsr.media.frame import Frame
@@ -37,15 +38,10 @@ from vsr.media.frame import Frame
 
 @dataclass(frozen=True)
 class BenchConfig:
-    model: str = "espcn"
-    scale: int = 3
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
     size: tuple[int, int] = (640, 360)  # synthetic input (ignored with ``input``)
     frames: int = 120  # frames of the synthetic clip; model-only passes use up to 32
     input: Path | None = None
-    weights: Path | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    batch_size: int | None = None
     codec: str = "libx264"
     preset: str | None = None
     repeats: int = 1  # end-to-end runs (the median is reported)
@@ -55,12 +51,7 @@ class BenchConfig:
         return RunConfig(
             input=clip,
             output=out,
-            model=self.model,
-            scale=self.scale,
-            weights=self.weights,
-            device=self.device,
-            precision=self.precision,
-            batch_size=self.batch_size,
+            inference=self.inference,
             codec=self.codec,
             preset=self.preset,
             overwrite=True,
@@ -215,7 +206,7 @@ def bench(cfg: BenchConfig, *, log: bool = False) -> BenchReport:
         clip = cfg.input or synthetic_clip(tmpdir / "synthetic.mp4", cfg.size, cfg.frames)
         job = prepare(cfg.run_config(clip, tmpdir / "out.mp4"))
         backend = job.backend
-        batch = cfg.batch_size or backend.default_batch_size
+        batch = cfg.inference.batch_size or backend.default_batch_size
         frames = _decoded(clip, max(2 * batch, min(32, cfg.frames)))
         if not frames:
             raise UsageError(f"no video frames in {clip}")
@@ -229,13 +220,14 @@ def bench(cfg: BenchConfig, *, log: bool = False) -> BenchReport:
             times.append((time.perf_counter() - t0) / len(chunk))
         per_frame = statistics.median(times)
 
-        module = job.model.module
+        model = job.backend.model
+        module = model.module
         first = frames[0]
-        c = job.model.spec.channels
+        c = model.spec.channels
         probe = torch.zeros(1, c, first.height, first.width)
         dev = next(module.parameters(), torch.zeros(0)).device
         macs = count_macs(module, probe.to(dev, next(module.parameters()).dtype))
-        if job.model.spec.planewise:
+        if model.spec.planewise:
             macs *= 3  # the network runs on Y, U and V
 
         e2e = []
@@ -252,8 +244,8 @@ def bench(cfg: BenchConfig, *, log: bool = False) -> BenchReport:
     achieved = 2 * macs / per_frame / 1e9
     e2e_fps = statistics.median(e2e)
     return BenchReport(
-        model=cfg.model,
-        scale=cfg.scale,
+        model=cfg.inference.model,
+        scale=cfg.inference.scale,
         device=backend.description,
         batch_size=batch,
         input=str(cfg.input) if cfg.input else "synthetic",

@@ -1,4 +1,8 @@
-"""Frozen run configuration. Precedence: command-line flag > config file > default."""
+"""Frozen run configuration. Precedence: command-line flag > config file > default.
+
+A config file (and a batch job) names every option flat (``model``, ``scale``, ``codec``
+...); :meth:`RunConfig.from_values` puts the model stage's into the run's
+:class:`~vsr.backends.options.InferenceOptions`."""
 
 from __future__ import annotations
 
@@ -6,31 +10,22 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from vsr.backends.options import INFERENCE_FIELDS, InferenceOptions
 from vsr.errors import UsageError
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    """One ``vsr run`` (and one ``vsr batch`` job): the file, the model stage's options,
+    and the encoder's."""
+
     input: Path
     output: Path | None = None
-    model: str = "espcn"
-    scale: int = 3
-    weights: Path | None = None
-    device: str = "auto"
-    # Several devices, one model stage each ("cuda:0", "cuda:1"); () uses ``device``.
-    # "cpu" may repeat (tests; splitting the CPU cores between stages).
-    devices: tuple[str, ...] = ()
-    precision: str = "auto"
-    batch_size: int | None = None  # None: the backend's default (1 on CPU, 8 on GPU)
-    backend: str = "torch"  # or "opencv": cv2.dnn_superres on a .pb, the reference
-    tile: int = 0  # core tile size in LR pixels; 0: whole frames
-    tile_overlap: int | None = None  # LR pixels of context per tile side; None: 16
-    self_ensemble: bool = False  # x8 geometric self-ensemble
-    compile: str = "off"  # torch.compile: "off", "default" or "reduce-overhead" (CUDA graphs)
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
     codec: str = "libx264"
     crf: int | None = None
     preset: str | None = None
@@ -40,12 +35,33 @@ class RunConfig:
     quiet: bool = False
     queue_size: int = 8
 
+    def __post_init__(self) -> None:
+        if self.crf is not None and not 0 <= self.crf <= 63:
+            raise UsageError(f"crf must be between 0 and 63, got {self.crf}")
+
     def resolved_output(self) -> Path:
         """The output path: as given, or ``<input folder>/<stem>_<model>_x<scale><suffix>``."""
         if self.output is not None:
             return self.output
         suffix = self.input.suffix or ".mp4"
-        return self.input.with_name(f"{self.input.stem}_{self.model}_x{self.scale}{suffix}")
+        opts = self.inference
+        return self.input.with_name(f"{self.input.stem}_{opts.model}_x{opts.scale}{suffix}")
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> RunConfig:
+        """A RunConfig from flat keys (a config file's, a batch job's: ``model``,
+        ``scale``... next to ``input``, ``codec``...). Raises UsageError."""
+        rest = dict(values)
+        if isinstance(rest.get("devices"), list):  # TOML arrays, JSON
+            rest["devices"] = tuple(rest["devices"])
+        for key in ("input", "output"):
+            if rest.get(key) is not None:
+                rest[key] = Path(rest[key])
+        try:
+            inference = InferenceOptions.take(rest)
+            return cls(inference=inference, **rest)
+        except TypeError as exc:
+            raise UsageError(f"bad configuration: {exc}") from None
 
 
 _PATH_KEYS = {"input", "output", "weights"}
@@ -77,7 +93,7 @@ def output_fingerprint(values: Mapping[str, Any], names: Iterable[str], **extra:
     weights file also by resolved path, size and mtime (new weights at the same path are new
     weights), and ``extra`` (say, the container). Used by ``vsr run --resume`` (which
     segments can be kept) and ``vsr batch`` (which outputs are still current)."""
-    defaults = {f.name: f.default for f in fields(RunConfig)}
+    defaults = _flat_defaults()
     picked: dict[str, Any] = {name: values.get(name, defaults.get(name)) for name in names}
     weights = picked.get("weights")
     if weights is not None:
@@ -93,8 +109,23 @@ def output_fingerprint(values: Mapping[str, Any], names: Iterable[str], **extra:
 
 
 def config_values(cfg: RunConfig) -> dict[str, Any]:
-    """A RunConfig's fields as a mapping (for :func:`output_fingerprint`)."""
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    """A RunConfig's options as one flat mapping, its inference options beside the rest
+    (for :func:`output_fingerprint`; the keys config files use)."""
+    values = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "inference"}
+    values.update({name: getattr(cfg.inference, name) for name in INFERENCE_FIELDS})
+    return values
+
+
+def _flat_defaults() -> dict[str, Any]:
+    values = {f.name: f.default for f in fields(RunConfig) if f.name != "inference"}
+    values.update({f.name: f.default for f in fields(InferenceOptions)})
+    return values
+
+
+#: The keys a config file may set.
+CONFIG_KEYS = frozenset(
+    {f.name for f in fields(RunConfig) if f.name != "inference"} | set(INFERENCE_FIELDS)
+)
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -106,7 +137,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot parse config file {path}: {exc}") from None
     table = raw.get("run", raw)
-    known = {f.name for f in fields(RunConfig)}
+    known = CONFIG_KEYS
     unknown = sorted(set(table) - known)
     if unknown:
         raise UsageError(
@@ -123,103 +154,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
 
 
 def make_config(flags: dict[str, Any], config_file: Path | None = None) -> RunConfig:
-    """Merge flags (``None`` = not given) over the config file over the defaults."""
+    """Merge flags (``None`` = not given) over the config file over the defaults; every
+    value is checked (UsageError)."""
     merged: dict[str, Any] = load_config_file(config_file) if config_file else {}
     merged.update({k: v for k, v in flags.items() if v is not None})
     if "input" not in merged:
         raise UsageError("no input given")
-    if isinstance(merged.get("devices"), list):  # TOML arrays
-        merged["devices"] = tuple(merged["devices"])
-    try:
-        cfg = RunConfig(**merged)
-    except TypeError as exc:
-        raise UsageError(f"bad configuration: {exc}") from None
-    if cfg.scale < 1:
-        raise UsageError(f"scale must be a positive integer, got {cfg.scale}")
-    if cfg.batch_size is not None and cfg.batch_size < 1:
-        raise UsageError(f"batch size must be at least 1, got {cfg.batch_size}")
-    if cfg.crf is not None and not 0 <= cfg.crf <= 63:
-        raise UsageError(f"crf must be between 0 and 63, got {cfg.crf}")
-    check_compile(cfg.compile, backend=cfg.backend)
-    check_inference_options(
-        backend=cfg.backend,
-        tile=cfg.tile,
-        tile_overlap=cfg.tile_overlap,
-        self_ensemble=cfg.self_ensemble,
-    )
-    check_devices(cfg.devices, backend=cfg.backend, device=cfg.device)
-    return cfg
-
-
-def device_key(name: str) -> str:
-    """A device name as ``type:index`` (``cuda`` -> ``cuda:0``), to spot one listed twice."""
-    kind, _, index = name.strip().lower().partition(":")
-    return f"{kind}:{index or 0}"
-
-
-def check_devices(devices: object, *, backend: str, device: str = "auto") -> None:
-    """Raise UsageError for a bad ``devices`` list: not a list of names, with the opencv
-    backend or with ``device``, ``auto`` in it, or a device listed twice (only ``cpu``
-    may repeat: several CPU stages share the cores). Whether each device exists is
-    checked when the backends are made (``vsr.backends.device.resolve_device``)."""
-    if isinstance(devices, list):
-        devices = tuple(devices)
-    if devices == ():
-        return
-    if not isinstance(devices, tuple) or not all(isinstance(d, str) for d in devices):
-        raise UsageError(
-            f"devices must be a list of device names, got {devices!r}",
-            hint='for example devices = ["cuda:0", "cuda:1"]',
-        )
-    if backend == "opencv":
-        raise UsageError("--devices needs the torch backend", hint="drop it or use --backend torch")
-    if device != "auto":
-        raise UsageError(
-            "give --device or --devices, not both", hint="--devices lists every device to use"
-        )
-    seen: set[str] = set()
-    for name in devices:
-        key = device_key(name)
-        if key == "auto:0":
-            raise UsageError(
-                "--devices takes device names, not auto", hint="use cpu, cuda:N or mps"
-            )
-        if key in seen and not key.startswith("cpu:"):
-            raise UsageError(
-                f"device {name!r} is listed twice in --devices",
-                hint="one model stage per device; only cpu may repeat",
-            )
-        seen.add(key)
-
-
-BACKENDS = ("torch", "opencv")
-SMALLEST_TILE = 8  # what --tile accepts (out-of-memory recovery stops at 16)
-#: ``compile`` values: eager, ``torch.compile(module)``, and its CUDA-graph mode.
-COMPILE_MODES = ("off", "default", "reduce-overhead")
-
-
-def check_compile(mode: object, *, backend: str = "torch") -> None:
-    """Raise UsageError for an unknown compile mode, or one asked of the opencv backend."""
-    if mode not in COMPILE_MODES:
-        raise UsageError(f"unknown compile mode {mode!r}", hint=f"use {', '.join(COMPILE_MODES)}")
-    if mode != "off" and backend == "opencv":
-        raise UsageError("--compile needs the torch backend", hint="drop it or use --backend torch")
-
-
-def check_inference_options(
-    *, backend: str, tile: int, tile_overlap: int | None, self_ensemble: bool
-) -> None:
-    """Raise UsageError for a bad backend, tile size or overlap, or options the
-    ``opencv`` backend does not have (tiles, self-ensemble)."""
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}", hint=f"use {' or '.join(BACKENDS)}")
-    if tile != 0 and tile < SMALLEST_TILE:
-        raise UsageError(
-            f"tile must be 0 (off) or at least {SMALLEST_TILE} pixels, got {tile}",
-            hint="--tile is the tile size in input (low-resolution) pixels",
-        )
-    if tile_overlap is not None and tile_overlap < 0:
-        raise UsageError(f"tile overlap must be at least 0, got {tile_overlap}")
-    if backend == "opencv" and (tile or self_ensemble):
-        flag = "--tile" if tile else "--self-ensemble"
-        raise UsageError(f"{flag} needs the torch backend", hint="drop it or use --backend torch")
+    return RunConfig.from_values(merged)

@@ -1,7 +1,7 @@
 """The evaluation protocol of the SR literature (DESIGN.md section 7), and ``vsr eval``.
 
 One implementation, used by ``vsr eval`` and by training validation
-(``vsr.train.loop.evaluate`` / ``bicubic_scores``):
+(``vsr.train.validate.evaluate`` / ``bicubic_scores``):
 
 1. **HR**: the image file as stored, 8-bit. A colour file is RGB (an alpha channel is
    dropped); a single-channel (greyscale) file stays one channel. HR is cropped to a
@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from vsr.backends.options import InferenceOptions
 from vsr.errors import UsageError
 from vsr.metrics import imresize_uint8, mod_crop, psnr, rgb_to_y, ssim
 
@@ -235,21 +236,19 @@ def mean_scores(scores: Sequence[tuple[float, float]]) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What ``vsr eval`` does."""
+    """What ``vsr eval`` does: the model stage (``inference``; fp32 unless asked, as the
+    published scores are) scored on every data set folder."""
 
     datasets: tuple[Path, ...]
-    model: str = "espcn"
-    scale: int = 3
-    weights: Path | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    self_ensemble: bool = False
+    inference: InferenceOptions = field(default_factory=lambda: InferenceOptions(precision="fp32"))
 
     def __post_init__(self) -> None:
         if not self.datasets:
             raise UsageError("no dataset folder given")
-        if self.scale < 2:
-            raise UsageError(f"scale must be an integer of at least 2, got {self.scale}")
+        if self.inference.scale < 2:
+            raise UsageError(f"scale must be an integer of at least 2, got {self.inference.scale}")
+        if self.inference.backend != "torch":
+            raise UsageError("vsr eval runs the torch backend")
 
 
 @dataclass
@@ -361,20 +360,18 @@ def prepare_eval(cfg: EvalConfig) -> EvalJob:
     Raises UsageError (folders, images, options), UnknownModelError, WeightsError,
     DeviceError.
     """
+    from vsr.backends.build import build_backend
     from vsr.backends.torch_backend import TorchBackend
-    from vsr.models.registry import load_model
 
-    sets = [(Path(d), load_dataset(d, cfg.scale)) for d in cfg.datasets]
-    model = load_model(cfg.model, cfg.scale, weights=cfg.weights)
-    backend = TorchBackend(
-        model, device=cfg.device, precision=cfg.precision, self_ensemble=cfg.self_ensemble
-    )
-    return EvalJob(cfg, sets, backend, model.source)
+    sets = [(Path(d), load_dataset(d, cfg.inference.scale)) for d in cfg.datasets]
+    backend = build_backend(cfg.inference)
+    assert isinstance(backend, TorchBackend)
+    return EvalJob(cfg, sets, backend, backend.model.source)
 
 
 def execute_eval(job: EvalJob, *, progress: Callable[[int], object] | None = None) -> EvalReport:
     """Score the model and bicubic on every image; ``progress(1)`` after each image."""
-    backend, scale = job.backend, job.cfg.scale
+    backend, scale = job.backend, job.cfg.inference.scale
     channels = 1 if backend.spec.planewise else backend.spec.channels
 
     def fn(x: torch.Tensor) -> torch.Tensor:
@@ -385,7 +382,7 @@ def execute_eval(job: EvalJob, *, progress: Callable[[int], object] | None = Non
         scale=scale,
         weights=job.weights,
         device=backend.description,
-        self_ensemble=job.cfg.self_ensemble,
+        self_ensemble=job.cfg.inference.self_ensemble,
     )
     for folder, pairs in job.sets:
         result = DatasetResult(name=folder.resolve().name, path=str(folder))
@@ -400,6 +397,6 @@ def execute_eval(job: EvalJob, *, progress: Callable[[int], object] | None = Non
 
 
 def run_eval(cfg: EvalConfig, *, progress: Callable[[int], object] | None = None) -> EvalReport:
-    """``execute_eval(prepare_eval(cfg))``: ``cfg.model`` and bicubic scored on every data
+    """``execute_eval(prepare_eval(cfg))``: ``cfg.inference.model`` and bicubic scored on every data
     set folder of ``cfg``. Raises as :func:`prepare_eval`."""
     return execute_eval(prepare_eval(cfg), progress=progress)

@@ -30,9 +30,10 @@ import cv2
 import numpy as np
 import torch
 
+from vsr.backends.build import build_backend
 from vsr.backends.color import rgb_to_yuv, yuv_to_rgb
+from vsr.backends.options import InferenceOptions
 from vsr.backends.torch_backend import TorchBackend
-from vsr.config import check_inference_options
 from vsr.errors import (
     InputNotFoundError,
     MediaError,
@@ -44,7 +45,6 @@ from vsr.errors import (
 from vsr.files import atomic_write
 from vsr.media.frame import ColorInfo
 from vsr.models.archs.interpolate import PolyphaseResize
-from vsr.models.registry import load_model
 
 log = logging.getLogger("vsr")
 
@@ -60,34 +60,23 @@ IMAGE_YCBCR = ColorInfo(matrix="bt470bg", range="pc")
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """What ``vsr image`` does. Inputs are files or folders."""
+    """What ``vsr image`` does. Inputs are files or folders; the model stage runs in torch
+    (``inference``)."""
 
     inputs: tuple[Path, ...]
     output: Path | None = None
-    model: str = "espcn"
-    scale: int = 3
-    weights: Path | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    tile: int = 0
-    tile_overlap: int | None = None
-    self_ensemble: bool = False
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
     overwrite: bool = False
 
     def __post_init__(self) -> None:
         if not self.inputs:
             raise UsageError("no input given")
-        if self.scale < 1:
-            raise UsageError(f"scale must be a positive integer, got {self.scale}")
-        check_inference_options(
-            backend="torch",
-            tile=self.tile,
-            tile_overlap=self.tile_overlap,
-            self_ensemble=self.self_ensemble,
-        )
+        if self.inference.backend != "torch":
+            raise UsageError("vsr image runs the torch backend")
 
     def output_name(self, src: Path) -> str:
-        return f"{src.stem}_{self.model}_x{self.scale}{src.suffix}"
+        opts = self.inference
+        return f"{src.stem}_{opts.model}_x{opts.scale}{src.suffix}"
 
 
 @dataclass
@@ -174,7 +163,7 @@ def plan(cfg: ImageConfig) -> list[tuple[Path, Path]]:
         else:
             out_dir = out
     skip_dir = out_dir.resolve() if out_dir is not None and out_dir.exists() else None
-    own_suffix = f"_{cfg.model}_x{cfg.scale}"
+    own_suffix = f"_{cfg.inference.model}_x{cfg.inference.scale}"
 
     pairs: list[tuple[Path, Path]] = []
     for src in cfg.inputs:
@@ -376,16 +365,9 @@ def prepare(cfg: ImageConfig) -> ImageJob:
     Raises UsageError (paths, model, options), WeightsError, DeviceError.
     """
     pairs = plan(cfg)
-    model = load_model(cfg.model, cfg.scale, weights=cfg.weights)
-    backend = TorchBackend(
-        model,
-        device=cfg.device,
-        precision=cfg.precision,
-        tile=cfg.tile,
-        tile_overlap=cfg.tile_overlap,
-        self_ensemble=cfg.self_ensemble,
-    )
-    return ImageJob(cfg, pairs, backend, model.source)
+    backend = build_backend(cfg.inference)
+    assert isinstance(backend, TorchBackend)
+    return ImageJob(cfg, pairs, backend, backend.model.source)
 
 
 def upscale_file(upscaler: ImageUpscaler, src: Path, dst: Path) -> ImageResult:
@@ -411,7 +393,8 @@ def execute(job: ImageJob, *, progress: Callable[[int], None] | None = None) -> 
     """Upscale every planned image. With one image its error is raised; with several,
     each failure is logged and recorded in the report, and the rest go on."""
     upscaler = ImageUpscaler(job.backend)
-    report = ImageReport(job.cfg.model, job.cfg.scale, job.weights, job.backend.description)
+    opts = job.cfg.inference
+    report = ImageReport(opts.model, opts.scale, job.weights, job.backend.description)
     t0 = time.perf_counter()
     for src, dst in job.pairs:
         if len(job.pairs) == 1:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from vsr.backends.options import PRECISIONS
 from vsr.errors import DeviceError, UsageError
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+__all__ = ["PRECISIONS", "resolve_device", "resolve_dtype"]
 
 
 def resolve_device(name: str) -> torch.device:

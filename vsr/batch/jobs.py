@@ -61,20 +61,14 @@ class JobResult:
 
 
 def run_config(spec: JobSpec) -> Any:
-    """The ``RunConfig`` of ``spec`` (paths as ``Path``, ``devices`` as a tuple); it always
-    replaces its output (the driver decides what may be replaced) and prints nothing."""
+    """The ``RunConfig`` of ``spec``; it always replaces its output (the driver decides
+    what may be replaced) and prints nothing. Raises UsageError for bad parameters."""
     from vsr.config import RunConfig
 
-    params = dict(spec.params)
-    params.pop("input", None)
-    params.pop("output", None)
-    if params.get("weights") is not None:
-        params["weights"] = Path(params["weights"])
-    if params.get("devices") is not None:
-        params["devices"] = tuple(params["devices"])
+    params = {**spec.params, "input": spec.input, "output": spec.output}
     params["overwrite"] = True
     params["quiet"] = True
-    return RunConfig(input=Path(spec.input), output=Path(spec.output), **params)
+    return RunConfig.from_values(params)
 
 
 def params_hash(params: Mapping[str, Any]) -> str:
@@ -146,8 +140,8 @@ def run_job(
 
     try:
         cfg = run_config(spec)
-    except (TypeError, ValueError) as exc:
-        return fail(f"bad job parameters: {exc}", True)
+    except (TypeError, ValueError, VsrError) as exc:
+        return fail(f"bad job parameters: {one_line(exc)}", True)
 
     from vsr.pipeline.engine import execute, prepare
 
@@ -164,7 +158,8 @@ def run_job(
     except Exception as exc:  # noqa: BLE001 - an OSError or a bug: one line, maybe transient
         return fail(one_line(exc), False)
 
-    if threads is not None and cfg.device in ("auto", "cpu") and not cfg.devices:
+    opts = cfg.inference
+    if threads is not None and opts.device in ("auto", "cpu") and not opts.devices:
         import torch
 
         if str(getattr(job.backend, "device", "cpu")) == "cpu":

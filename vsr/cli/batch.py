@@ -172,7 +172,8 @@ def run_command(
     run that was killed is picked up where it stopped. Exit 1 if any job failed."""
 
     def job() -> None:
-        from vsr.batch.engine import BatchConfig, run_batch
+        from vsr.batch.engine import run_batch
+        from vsr.batch.options import BatchConfig
 
         options = {
             "model": model,
@@ -249,7 +250,8 @@ def retry_command(
     Each runs with the parameters it was queued with; --device may change."""
 
     def job() -> None:
-        from vsr.batch.engine import BatchConfig, retry_batch
+        from vsr.batch.engine import retry_batch
+        from vsr.batch.options import BatchConfig
 
         cfg = BatchConfig(
             inputs=(),

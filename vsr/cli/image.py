@@ -62,11 +62,10 @@ def image(
     the others (exit 1 at the end)."""
 
     def job() -> None:
+        from vsr.backends.options import InferenceOptions
         from vsr.images import ImageConfig, execute, prepare
 
-        cfg = ImageConfig(
-            inputs=tuple(inputs),
-            output=output,
+        inference = InferenceOptions(
             model=model,
             scale=scale,
             weights=weights,
@@ -75,7 +74,9 @@ def image(
             tile=tile,
             tile_overlap=tile_overlap,
             self_ensemble=self_ensemble,
-            overwrite=overwrite,
+        )
+        cfg = ImageConfig(
+            inputs=tuple(inputs), output=output, inference=inference, overwrite=overwrite
         )
         prepared = prepare(cfg)
         with progress_bar(

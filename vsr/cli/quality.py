@@ -27,6 +27,7 @@ from vsr.cli.common import (
     model_option,
     output_option,
     overwrite_option,
+    precision_option,
     progress_bar,
     quiet_option,
     run_guarded,
@@ -56,10 +57,10 @@ def eval_command(
     of the SR literature (MATLAB bicubic LR, BT.601 Y, border = scale)."""
 
     def job() -> None:
+        from vsr.backends.options import InferenceOptions
         from vsr.evaluate import EvalConfig, execute_eval, prepare_eval
 
-        cfg = EvalConfig(
-            datasets=tuple(datasets),
+        inference = InferenceOptions(
             model=model,
             scale=scale,
             weights=weights,
@@ -67,6 +68,7 @@ def eval_command(
             precision=precision,
             self_ensemble=self_ensemble,
         )
+        cfg = EvalConfig(datasets=tuple(datasets), inference=inference)
         prepared = prepare_eval(cfg)  # errors print without a bar
         with progress_bar(prepared.total_images, unit="image", disable=quiet or as_json) as bar:
             report = execute_eval(prepared, progress=bar.update)
@@ -182,6 +184,9 @@ def compare(
         ),
     ] = True,
     device: Device = "auto",
+    precision: Annotated[
+        str, precision_option("auto, fp32, fp16 or bf16 (default: fp32, as vsr eval).")
+    ] = "fp32",
     overwrite: Annotated[bool, overwrite_option("Replace an existing report.")] = False,
     quiet: Annotated[bool, quiet_option("No summary.")] = False,
     as_json: Json = False,
@@ -191,6 +196,7 @@ def compare(
     against a ground truth when one is given (logic in vsr.compare)."""
 
     def job() -> None:
+        from vsr.backends.options import InferenceOptions
         from vsr.compare import CompareConfig, parse_crop, parse_weights_for
         from vsr.compare import compare as run_compare
 
@@ -202,13 +208,12 @@ def compare(
             input=input,
             output=out if out is not None else Path("compare.html"),
             models=tuple(models or ()),
-            scale=scale,
+            inference=InferenceOptions(scale=scale, device=device, precision=precision),
             weights=parse_weights_for(weights_for or []),
             frame=frame,
             crop=parse_crop(crop) if crop is not None else None,
             gt=gt,
             from_gt=from_gt,
-            device=device,
             zoom=zoom,
             embed=embed,
             overwrite=overwrite,

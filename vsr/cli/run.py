@@ -215,7 +215,9 @@ def demo(
         out_dir.mkdir(parents=True, exist_ok=True)
         sample = make_sample_clip(out_dir / "sample.mp4")
         print(f"sample clip: {sample}", file=sys.stderr)
-        cfg = RunConfig(input=sample, model=model, scale=scale, overwrite=True)
+        cfg = RunConfig.from_values(
+            {"input": sample, "model": model, "scale": scale, "overwrite": True}
+        )
         report = _run_with_progress(cfg, show=True)
         print(report.summary(), file=sys.stderr)
         print(f"upscaled video: {report.output}")
@@ -252,19 +254,23 @@ def bench(
     on a synthetic clip (or --input), with the device's float32 matmul rate beside."""
 
     def job() -> None:
+        from vsr.backends.options import InferenceOptions
         from vsr.bench import BenchConfig, parse_size
         from vsr.bench import bench as run_bench
 
-        cfg = BenchConfig(
+        inference = InferenceOptions(
             model=model,
             scale=scale,
-            size=parse_size(size),
-            frames=frames,
-            input=input,
             weights=weights,
             device=device,
             precision=precision,
             batch_size=batch_size,
+        )
+        cfg = BenchConfig(
+            inference=inference,
+            size=parse_size(size),
+            frames=frames,
+            input=input,
             codec=codec,
             preset=preset,
             repeats=repeats,

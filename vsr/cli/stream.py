@@ -9,12 +9,16 @@ from typing import Annotated
 import typer
 
 from vsr.cli.common import (
+    TILE,
     Debug,
     Device,
     FinalJson,
     Model,
     NoAudio,
+    Precision,
     Scale,
+    TileOverlap,
+    Weights,
     output_option,
     overwrite_option,
     parse_size,
@@ -42,7 +46,11 @@ def stream_command(
     show: Annotated[bool, typer.Option("--show", help="Preview window (q/Esc stops).")] = False,
     model: Model = "espcn",
     scale: Scale = 2,
+    weights: Weights = None,
     device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Annotated[int, TILE] = 0,
+    tile_overlap: TileOverlap = None,
     duration: Annotated[
         float | None, typer.Option("--duration", help="Stop after this many seconds.")
     ] = None,
@@ -98,13 +106,17 @@ def stream_command(
                 "--model auto needs --target-fps N",
                 hint="it times the shipped models here and picks the best that keeps up",
             )
-        cfg = StreamConfig(
-            source=source,
+        cfg = StreamConfig.from_values(
+            source,
             sinks=sinks,
             show=show,
             model=model,
             scale=scale,
+            weights=weights,
             device=device,
+            precision=precision,
+            tile=tile,
+            tile_overlap=tile_overlap,
             duration=duration,
             max_latency_ms=max_latency,
             keep_all=keep_all,

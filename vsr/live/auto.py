@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -71,24 +71,25 @@ def choose_model(
     """Calibrate on ``size`` input frames; return the choice and its ready upscaler."""
     measured: list[dict[str, Any]] = []
     fastest: tuple[float, str, Upscaler] | None = None
-    for name, psnr in candidates(cfg.scale):
-        up = make_upscaler(replace(cfg, model=name))
+    scale = cfg.inference.scale
+    for name, psnr in candidates(scale):
+        up = make_upscaler(cfg.with_model(name))
         t = _time_per_frame(up, size[0], size[1], frames)
         fps = 1.0 / t if t > 0 else float("inf")
         measured.append({"model": name, "set5_psnr": psnr, "fps": round(fps, 1)})
         if fps >= target_fps * HEADROOM:
             reason = (
-                f"{name} x{cfg.scale} is the best-quality model (Set5 {psnr:.2f} dB) that "
+                f"{name} x{scale} is the best-quality model (Set5 {psnr:.2f} dB) that "
                 f"upscales {size[0]}x{size[1]} at {fps:.0f} fps here, >= {target_fps:g} fps "
                 f"x {HEADROOM} headroom"
             )
-            return AutoChoice(name, cfg.scale, reason, measured), up
+            return AutoChoice(name, scale, reason, measured), up
         if fastest is None or fps > fastest[0]:
             fastest = (fps, name, up)
     assert fastest is not None
     fps, name, up = fastest
     reason = (
         f"no model reaches {target_fps:g} fps x {HEADROOM} at {size[0]}x{size[1]} here; "
-        f"{name} x{cfg.scale} is the fastest ({fps:.0f} fps): expect dropped frames"
+        f"{name} x{scale} is the fastest ({fps:.0f} fps): expect dropped frames"
     )
-    return AutoChoice(name, cfg.scale, reason, measured), up
+    return AutoChoice(name, scale, reason, measured), up

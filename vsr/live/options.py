@@ -5,9 +5,10 @@ candidate models) and ``vsr.live.stream`` both use them without importing each o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
+from vsr.backends.options import InferenceOptions
 from vsr.media.frame import Frame
 
 __all__ = ["StreamConfig", "Upscaler", "make_upscaler"]
@@ -21,12 +22,13 @@ class Upscaler(Protocol):
 
 @dataclass(frozen=True)
 class StreamConfig:
+    """One ``vsr stream``: the source, the model stage's options (``inference``; torch
+    CPU threads default to half the cores here), the live policy and the sinks."""
+
     source: str
     sinks: tuple[str, ...] = ()
     show: bool = False
-    model: str = "espcn"
-    scale: int = 2
-    device: str = "auto"
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
     duration: float | None = None
     max_latency_ms: float = 1000.0
     keep_all: bool = False
@@ -41,17 +43,26 @@ class StreamConfig:
     codec: str = "libx264"
     crf: int | None = None
     overwrite: bool = False
-    threads: int | None = None  # torch CPU threads (default: half the cores)
     target_fps: float | None = None  # with model "auto"
+
+    @classmethod
+    def from_values(cls, source: str, **values: Any) -> StreamConfig:
+        """A StreamConfig from flat keyword arguments (``model``, ``scale``, ``device``...
+        beside the live ones)."""
+        inference = InferenceOptions.take(values)
+        return cls(source=source, inference=inference, **values)
+
+    def with_model(self, model: str) -> StreamConfig:
+        return replace(self, inference=replace(self.inference, model=model))
 
 
 def make_upscaler(cfg: StreamConfig) -> Upscaler:
-    from vsr.backends.torch_backend import TorchBackend
-    from vsr.models.registry import load_model
+    """The live model stage's backend, made from ``cfg.inference`` like every mode's."""
+    from vsr.backends.build import build_backend
 
-    model = load_model(cfg.model, cfg.scale)
     # Capture (decode) and the sinks (encode) need cores too: on the CPU the model gets
     # half of them by default (all of them made a 64x48 bicubic frame 200x slower here,
     # 212 ms against 0.9 ms, on a 2-core machine that was also busy).
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // 2)
-    return TorchBackend(model, device=cfg.device, threads=threads)
+    opts = cfg.inference
+    threads = opts.threads or max(1, (os.cpu_count() or 1) // 2)
+    return build_backend(opts, threads=threads)

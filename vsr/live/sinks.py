@@ -4,8 +4,11 @@ Each :class:`AvSink` owns one output container, written straight to its final na
 URL, or stdout), so what was muxed so far is there even if the process dies; on a
 clean stop :meth:`AvSink.close` flushes the encoders and writes the trailer. MP4 is
 written fragmented (``frag_keyframe+empty_moov``) so that it stays playable when cut.
-Video is H.264 (``ultrafast``, ``zerolatency``) with the live timeline's timestamps,
-audio AAC from the decoded source audio.
+Video goes through the same encoder core as files (:class:`~vsr.media.encode.VideoEncoder`:
+one timestamp rule, the live timeline's pts in ``TIME_BASE``), as H.264 with live
+settings (``ultrafast``, ``zerolatency``, a keyframe a second) by default; audio is AAC
+from the decoded source audio, its stream opened by
+:func:`~vsr.media.routes.open_audio_encoder` as the file writer's transcoded audio is.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from vsr.live.source import (
     check_protocol,
     missing_protocol,
 )
+from vsr.media.encode import VideoEncoder, to_av_frame
 from vsr.media.frame import Frame
 from vsr.media.probe import describe_av_error
-from vsr.media.writer import to_av_frame
+from vsr.media.routes import open_audio_encoder
 
 __all__ = ["AvSink", "PreviewSink", "check_preview", "parse_sink", "sink_format"]
 
@@ -104,7 +108,6 @@ class AvSink:
         self.format = sink_format(target)
         self.frames = 0
         self.audio_samples = 0
-        self._last_pts: int | None = None
         self._audio_next: int | None = None  # next audio pts in samples
         self._pending: list[np.ndarray] = []
         self._pending_n = 0
@@ -130,51 +133,56 @@ class AvSink:
             rate = info.frame_rate or Fraction(30)
             w, h = width - width % 2, height - height % 2
             self.width, self.height = w, h
-            vcodec = "rawvideo" if self.format == "rawvideo" else codec
-            stream: Any = self._out.add_stream(vcodec, rate=rate)
-            ctx = stream.codec_context
-            ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
-            ctx.time_base = TIME_BASE
-            stream.time_base = TIME_BASE
-            if codec == "libx264" and self.format != "rawvideo":
-                opts = {"preset": "ultrafast", "tune": "zerolatency"}
-                if crf is not None:
-                    opts["crf"] = str(crf)
-                ctx.options = opts
-                ctx.gop_size = max(1, round(float(rate)))  # a keyframe a second
-            ctx.open()
-            self._video = stream
+            raw = self.format == "rawvideo"
+            tuned = codec == "libx264" and not raw
+            self._encoder = VideoEncoder(
+                self._out,
+                "rawvideo" if raw else codec,
+                width=w,
+                height=h,
+                pix_fmt="yuv420p",
+                time_base=TIME_BASE,
+                rate=rate,
+                # libx264 gets the live settings; other encoders their FFmpeg defaults
+                crf=crf,
+                preset="ultrafast" if tuned else None,
+                options={"tune": "zerolatency"} if tuned else None,
+                defaults=tuned,
+                gop_size=max(1, round(float(rate))) if tuned else None,  # a keyframe a second
+                fit=True,
+            )
             self._audio: Any = None
             if audio and info.audio_rate and self.format not in ("rawvideo",):
-                a = self._out.add_stream("aac", rate=info.audio_rate, layout=info.audio_layout)
-                a.time_base = Fraction(1, info.audio_rate)
-                a.codec_context.open()
-                self._audio = a
+                self._audio = open_audio_encoder(
+                    self._out,
+                    "aac",
+                    rate=info.audio_rate,
+                    layout=info.audio_layout,
+                    time_base=Fraction(1, info.audio_rate),
+                )
                 self._audio_rate = info.audio_rate
                 self._audio_layout = info.audio_layout or "stereo"
-        except (av.error.FFmpegError, ValueError) as exc:
+        except (av.error.FFmpegError, ValueError, EncoderError) as exc:
             with contextlib.suppress(Exception):
                 self._out.close()
-            raise EncoderError(f"cannot set up sink {target}: {describe_av_error(exc)}") from None
+            reason = exc.message if isinstance(exc, EncoderError) else describe_av_error(exc)
+            hint = exc.hint if isinstance(exc, EncoderError) else ""
+            raise EncoderError(f"cannot set up sink {target}: {reason}", hint=hint) from None
+
+    @property
+    def pts_fixes(self) -> int:
+        """Frames whose timestamp did not increase and were moved one tick later."""
+        return self._encoder.pts_fixes
 
     def write_frame(self, frame: Frame) -> None:
-        w, h = self.width, self.height
-        cw, ch = w // 2, h // 2
-        if frame.pix_fmt == "yuv420p":
-            planes = (frame.planes[0][:h, :w], frame.planes[1][:ch, :cw], frame.planes[2][:ch, :cw])
-            av_frame = to_av_frame(planes, "yuv420p")
-        else:
-            av_frame = to_av_frame(frame.planes, frame.pix_fmt).reformat(
-                width=w, height=h, format="yuv420p"
-            )
-        pts = frame.pts if frame.pts is not None else (self._last_pts or 0) + 3000
-        if self._last_pts is not None and pts <= self._last_pts:
-            pts = self._last_pts + 1
-        self._last_pts = pts
-        av_frame.pts = pts
-        av_frame.time_base = TIME_BASE
+        """Encode ``frame`` (cropped to the even size, converted to 4:2:0) with its pts
+        on the live timeline, and send its packets."""
         try:
-            for packet in self._video.encode(av_frame):
+            packets = self._encoder.encode(frame)
+        except EncoderError as exc:
+            raise EncoderError(f"sink {self.target}: {exc.message}", hint=exc.hint) from None
+        try:
+            for packet in packets:
                 self._out.mux(packet)
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             raise MediaError(f"sink {self.target}: {describe_av_error(exc)}") from None
@@ -232,7 +240,7 @@ class AvSink:
         self._closed = True
         log.debug("closing %s after %d frames", self.target, self.frames)
         try:
-            for packet in self._video.encode(None):
+            for packet in self._encoder.flush():
                 self._out.mux(packet)
             if self._audio is not None:
                 self._flush_audio(pad=True)
@@ -246,6 +254,12 @@ class AvSink:
             if self.target.startswith("-"):
                 with contextlib.suppress(Exception):
                     sys.stdout.flush()
+        if self.pts_fixes:
+            log.warning(
+                "%s: %d frame(s) had non-increasing timestamps and were nudged forward",
+                self.target,
+                self.pts_fixes,
+            )
 
 
 def check_preview(title: str = "vsr stream") -> None:

@@ -24,9 +24,9 @@ import av.error
 import numpy as np
 
 from vsr.errors import InputNotFoundError, MediaError, UsageError
+from vsr.media.decode import DecodeStats, demux_decode, frame_from_av, stream_pts
 from vsr.media.frame import Frame
 from vsr.media.probe import describe_av_error, is_url
-from vsr.media.reader import frame_from_av
 
 __all__ = [
     "TIME_BASE",
@@ -294,40 +294,6 @@ class AvSource:
                 raise InputNotFoundError(f"input not found: {self.name}") from None
             raise MediaError(f"cannot open {self.name}: {describe_av_error(exc)}") from None
 
-    def _decoded(
-        self, container: Any, streams: list[Any], video: Any, stop: threading.Event
-    ) -> Iterator[tuple[bool, Any]]:
-        """(is video, decoded frame) in demux order; the video decoder flushed at the end."""
-        demux = container.demux(streams)
-        self._ended_cleanly = False
-        while not stop.is_set():
-            try:
-                packet = next(demux)
-            except StopIteration:
-                self._ended_cleanly = True
-                break
-            except (av.error.FFmpegError, OSError) as exc:
-                log.info("%s: read failed: %s", self.name, describe_av_error(exc))
-                break
-            if packet.size == 0:
-                continue
-            try:
-                decoded = packet.decode()
-            except (av.error.FFmpegError, ValueError) as exc:
-                log.debug("%s: decode error: %s", self.name, describe_av_error(exc))
-                continue
-            is_video = packet.stream_index == video.index
-            for av_frame in decoded:
-                yield is_video, av_frame
-        if stop.is_set():
-            return
-        try:
-            flushed = video.decode(None)
-        except (av.error.FFmpegError, ValueError, AttributeError):
-            flushed = []
-        for av_frame in flushed:
-            yield True, av_frame
-
     def _read(
         self, container: Any, timeline: _Timeline, stop: threading.Event
     ) -> Iterator[SourceInfo | LiveFrame | AudioChunk]:
@@ -357,37 +323,58 @@ class AvSource:
         pace_t0: float | None = None  # wall clock at the first frame (realtime files)
         pace_s0 = 0.0
         vtb = video.time_base
-        for is_video, av_frame in self._decoded(container, streams, video, stop):
-            if is_video:
-                ts = av_frame.pts if av_frame.pts is not None else av_frame.dts
-                t = float(ts * vtb) if ts is not None and vtb else time.monotonic()
-                if self.realtime:
-                    if pace_t0 is None:
-                        pace_t0, pace_s0 = time.monotonic(), t
-                    delay = pace_t0 + (t - pace_s0) - time.monotonic()
-                    if delay > 0 and stop.wait(delay):
-                        return
-                if not info_sent:
-                    info_sent = True
-                    yield SourceInfo(
-                        width=int(av_frame.width),
-                        height=int(av_frame.height),
-                        pix_fmt=str(vctx.pix_fmt or av_frame.format.name),
-                        frame_rate=Fraction(rate) if rate else None,
-                        audio_rate=arate,
-                        audio_layout=layout,
-                        name=self.name,
-                    )
-                pts = round(timeline.map(t) / TIME_BASE)
-                frame = frame_from_av(av_frame, index=self.frames, pts=pts, time_base=TIME_BASE)
-                self.frames += 1
-                yield LiveFrame(frame, time.monotonic())
-            elif resampler is not None and info_sent and arate and layout:
-                ts = av_frame.pts
-                tb = av_frame.time_base or Fraction(1, arate)
-                start = float(ts * tb) if ts is not None else timeline.end
-                mapped = timeline.map(start)
-                for out in resampler.resample(av_frame):
-                    data = np.ascontiguousarray(out.to_ndarray(), dtype=np.float32)
-                    yield AudioChunk(data, arate, layout, mapped)
-                    mapped += data.shape[1] / arate
+        stats = DecodeStats()
+        self._ended_cleanly = False
+        decoded = demux_decode(
+            container,
+            streams,
+            video,
+            stats,
+            decode_others=True,
+            stop=stop,
+            max_errors=None,  # a live stream joined between keyframes fails for a while
+            on_error=self._decode_error,
+        )
+        try:
+            for is_video, av_frame in decoded:
+                if is_video:
+                    ts = stream_pts(av_frame)
+                    t = float(ts * vtb) if ts is not None and vtb else time.monotonic()
+                    if self.realtime:
+                        if pace_t0 is None:
+                            pace_t0, pace_s0 = time.monotonic(), t
+                        delay = pace_t0 + (t - pace_s0) - time.monotonic()
+                        if delay > 0 and stop.wait(delay):
+                            return
+                    if not info_sent:
+                        info_sent = True
+                        yield SourceInfo(
+                            width=int(av_frame.width),
+                            height=int(av_frame.height),
+                            pix_fmt=str(vctx.pix_fmt or av_frame.format.name),
+                            frame_rate=Fraction(rate) if rate else None,
+                            audio_rate=arate,
+                            audio_layout=layout,
+                            name=self.name,
+                        )
+                    pts = round(timeline.map(t) / TIME_BASE)
+                    frame = frame_from_av(av_frame, index=self.frames, pts=pts, time_base=TIME_BASE)
+                    self.frames += 1
+                    yield LiveFrame(frame, time.monotonic())
+                elif resampler is not None and info_sent and arate and layout:
+                    ts = av_frame.pts
+                    tb = av_frame.time_base or Fraction(1, arate)
+                    start = float(ts * tb) if ts is not None else timeline.end
+                    mapped = timeline.map(start)
+                    for out in resampler.resample(av_frame):
+                        data = np.ascontiguousarray(out.to_ndarray(), dtype=np.float32)
+                        yield AudioChunk(data, arate, layout, mapped)
+                        mapped += data.shape[1] / arate
+        finally:
+            decoded.close()
+            self._ended_cleanly = stats.ended  # the last connection reached its end
+        if stats.demux_error is not None:
+            log.info("%s: read failed: %s", self.name, describe_av_error(stats.demux_error))
+
+    def _decode_error(self, exc: BaseException) -> None:
+        log.debug("%s: decode error: %s", self.name, describe_av_error(exc))

@@ -1,10 +1,13 @@
 """The live engine: ``stream(cfg) -> StreamReport``.
 
-capture thread -> [LatestQueue: newest wins, drops counted] -> model thread ->
-[small blocking queue] -> sink thread -> every sink. Audio and the source's description
-go from capture straight to the sink thread on their own lossless queue (audio is never
-dropped). Frames older than ``max_latency`` when the model would take them are dropped
-too (counted as late), so latency stays bounded when the model is too slow.
+capture (:class:`~vsr.live.source.AvSource`) -> [LatestQueue: newest wins, drops
+counted] -> model stage (:func:`~vsr.pipeline.model_stage.model_loop`, batches of one) ->
+[small blocking queue] -> sink stage -> every sink (:class:`~vsr.live.sinks.AvSink`
+files/network/stdout, the preview), as three stages of the one
+:class:`~vsr.pipeline.runner.Runner`. Audio and the source's description go from capture
+straight to the sink stage on their own lossless queue (audio is never dropped). Frames
+older than ``max_latency`` when the model stage would take them are dropped too (counted
+as late), so latency stays bounded when the model is too slow.
 
 Stopping: ``--duration``, the end of a file, a preview window closed, Ctrl-C or SIGTERM
 all *finish* the run: capture stops, what is queued is upscaled and written, and every
@@ -15,6 +18,7 @@ sink is closed (trailer written), so the recording is playable. An error in any 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -29,14 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from vsr.errors import StageError, UsageError
+from vsr.errors import UsageError
 from vsr.live.options import StreamConfig, Upscaler, make_upscaler
 from vsr.live.policy import LatestQueue
 from vsr.live.sinks import AvSink, PreviewSink, check_preview, parse_sink
 from vsr.live.source import AudioChunk, AvSource, LiveFrame, SourceInfo
 from vsr.live.stats import LiveStats, StatsSnapshot
 from vsr.media.frame import Frame
-from vsr.pipeline.channel import Stopped
+from vsr.pipeline.model_stage import model_loop
+from vsr.pipeline.runner import Runner
+from vsr.pipeline.tally import Tally
 
 __all__ = ["StreamConfig", "StreamReport", "stream"]
 
@@ -150,7 +156,7 @@ def stream(
         audio=cfg.audio,
     )
     auto: dict[str, Any] | None = None
-    if upscaler is None and cfg.model == "auto":
+    if upscaler is None and cfg.inference.model == "auto":
         from vsr.live.auto import choose_model
 
         if not cfg.target_fps or cfg.target_fps <= 0:
@@ -159,42 +165,23 @@ def stream(
         choice, upscaler = choose_model(cfg, cfg.target_fps, size=size)
         log.warning("--model auto: %s", choice.reason)
         auto = asdict(choice)
-        cfg = replace(cfg, model=choice.model, scale=choice.scale)
+        cfg = replace(cfg, inference=replace(cfg.inference, model=choice.model, scale=choice.scale))
     up = upscaler or make_upscaler(cfg)
     w0 = time.monotonic()
     warm_up(up)
     warm = time.monotonic() - w0  # the first guess of the time a frame takes
-    finish = finish or threading.Event()  # graceful: stop capture, drain, close sinks
-    abort = threading.Event()  # an error: every stage stops now
+    runner = Runner(finish=finish)  # finish: stop capture, drain, close sinks
+    abort = runner.stop  # an error: every stage stops now
     stats = LiveStats()
     frames: LatestQueue[LiveFrame] = LatestQueue(cfg.queue_size or 8, abort, keep_all=cfg.keep_all)
     upscaled: LatestQueue[tuple[Frame, float, float]] = LatestQueue(16, abort, keep_all=True)
     ctrl: queue.Queue[SourceInfo | AudioChunk | None] = queue.Queue()
-    errors: list[tuple[str, BaseException]] = []
     state: dict[str, Any] = {"info": None, "stopped": "end", "ema": warm}
     max_latency = cfg.max_latency_ms / 1000
 
-    def guarded(name: str, fn: Callable[[], None]) -> Callable[[], None]:
-        def main() -> None:
-            # Signals go to the main thread only (it turns them into a clean finish);
-            # threads FFmpeg and x264 start from here inherit the mask, so no write of
-            # theirs is cut short by Ctrl-C.
-            if hasattr(signal, "pthread_sigmask"):
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-            try:
-                fn()
-            except Stopped:
-                pass
-            except BaseException as exc:  # noqa: BLE001 - reaches the caller
-                errors.append((name, exc))
-                abort.set()
-                finish.set()
-
-        return main
-
     def capture() -> None:
         try:
-            for item in src.items(finish):
+            for item in src.items(runner.finish):
                 if abort.is_set():
                     return
                 if isinstance(item, LiveFrame):
@@ -214,9 +201,15 @@ def stream(
             ctrl.put(None)
 
     def model() -> None:
-        t_wait = 0.0
+        # The model stage of every mode (batches of one here); what is live is which
+        # frames it is given: late ones (they could not reach the sinks within
+        # max_latency, counting the time upscaling and writing take now, a moving
+        # average) are dropped as the stage takes them.
         t0 = time.perf_counter()
-        try:
+        waits = [0.0]
+        times: collections.deque[tuple[float, float]] = collections.deque()
+
+        def fresh_frames() -> Iterator[Frame]:
             while True:
                 w0 = time.perf_counter()
                 try:
@@ -224,22 +217,28 @@ def stream(
                 except EOFError:
                     return
                 finally:
-                    t_wait += time.perf_counter() - w0
+                    waits[0] += time.perf_counter() - w0
                 while stats.reconnects < src.reconnects:
                     stats.reconnected()
                 picked = time.monotonic()
-                # Late: it could not reach the sinks within max_latency, counting the
-                # time upscaling and writing take now (a moving average).
                 if not cfg.keep_all and picked - item.captured + state["ema"] > max_latency:
                     stats.dropped(late=True)
                     continue
-                (out,) = up.upscale([item.frame])
+                times.append((item.captured, picked))
+                yield item.frame
+
+        class ToSinks:
+            def put(self, out: Frame) -> None:
+                captured, picked = times.popleft()
                 w0 = time.perf_counter()
-                upscaled.put((out, item.captured, picked))
-                t_wait += time.perf_counter() - w0
-                stats.set_busy("model", time.perf_counter() - t0 - t_wait)
+                upscaled.put((out, captured, picked))
+                waits[0] += time.perf_counter() - w0
+                stats.set_busy("model", time.perf_counter() - t0 - waits[0])
+
+        try:
+            model_loop(up.upscale, fresh_frames(), ToSinks(), 1, Tally())
         finally:
-            stats.set_busy("model", time.perf_counter() - t0 - t_wait)
+            stats.set_busy("model", time.perf_counter() - t0 - waits[0])
             upscaled.close()
 
     sinks: list[Any] = []
@@ -300,7 +299,7 @@ def stream(
                     s.write_frame(out)
                     if isinstance(s, PreviewSink) and s.quit:
                         state["stopped"] = "preview"
-                        finish.set()
+                        runner.finish.set()
                 done = time.monotonic()
                 stats.written(done - captured)
                 state["ema"] = 0.8 * state["ema"] + 0.2 * (done - picked)
@@ -316,37 +315,31 @@ def stream(
             if first_error is not None:
                 raise first_error
 
-    threads = [
-        threading.Thread(target=guarded(n, f), name=f"vsr-{n}", daemon=True)
-        for n, f in (("capture", capture), ("model", model), ("sink", sink))
-    ]
-    with _finish_on_signals(finish, state):
-        for t in threads:
-            t.start()
-        start = time.monotonic()
-        next_tick = start + 1.0
-        # No Thread.join here: a KeyboardInterrupt inside join() can leave a thread that
-        # is still closing its sinks reported as stopped (then the process exits and the
-        # daemon thread dies before the trailer is written). Signals only set ``finish``.
-        while any(t.is_alive() for t in threads):
-            time.sleep(0.05)
-            now = time.monotonic()
-            if cfg.duration is not None and now - start >= cfg.duration and not finish.is_set():
-                state["stopped"] = "duration"
-                finish.set()
-            if on_stats is not None and now >= next_tick:
-                next_tick = now + 1.0
-                on_stats(stats.snapshot(window=1.0))
-    if errors:
-        name, exc = errors[0]
-        raise StageError(name, exc) from exc
+    runner.add("capture", capture)
+    runner.add("model", model)
+    runner.add("sink", sink)
+    start = time.monotonic()
+    ticks = {"next": start + 1.0}
+
+    def tick() -> None:
+        now = time.monotonic()
+        if cfg.duration is not None and now - start >= cfg.duration and not runner.finish.is_set():
+            state["stopped"] = "duration"
+            runner.finish.set()
+        if on_stats is not None and now >= ticks["next"]:
+            ticks["next"] = now + 1.0
+            on_stats(stats.snapshot(window=1.0))
+
+    with _finish_on_signals(runner.finish, state):
+        runner.run(tick)
     if src.lost and state["stopped"] == "end":
         state["stopped"] = "source lost"
     info: SourceInfo | None = state["info"]
+    opts = cfg.inference
     return StreamReport(
         source=cfg.source,
         sinks=list(cfg.sinks) + (["preview"] if cfg.show else []),
-        model=cfg.model,
+        model=opts.model,
         scale=up.scale,
         input_size=(info.width, info.height) if info else None,
         output_size=(info.width * up.scale, info.height * up.scale) if info else None,

@@ -1,8 +1,12 @@
-"""Demux and decode a media file into :class:`Frame` and :class:`Packet` objects.
+"""Read a media file as :class:`Frame` and :class:`Packet` objects, from the start or resuming.
 
 A :class:`Reader` owns one PyAV input container and is used by exactly one thread.
 What it yields is plain data (numpy arrays, bytes, ints, Fractions), so it can cross
-thread boundaries; no PyAV object ever leaves this module.
+thread boundaries; no PyAV object ever leaves this module. The demux + decode loop itself
+and the conversion to plain data are :mod:`vsr.media.decode`'s (shared with live capture);
+:class:`Packet`, :func:`frame_from_av`, :func:`planar_format` and
+:data:`MAX_CONSECUTIVE_ERRORS` are re-exported here for the modules that import them from
+the reader.
 """
 
 from __future__ import annotations
@@ -11,107 +15,40 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import av.error
-import numpy as np
 
 from vsr.errors import MediaError
-from vsr.media.frame import PLANAR_FORMATS, Frame
+from vsr.media.decode import (
+    MAX_CONSECUTIVE_ERRORS,
+    DecodeStats,
+    Packet,
+    PtsRule,
+    demux_decode,
+    frame_from_av,
+    planar_format,
+)
+from vsr.media.frame import Frame
 from vsr.media.probe import MediaInfo, describe_av_error, is_url, open_input, probe
 
-__all__ = ["Packet", "Reader", "frame_from_av", "planar_format"]
+__all__ = ["MAX_CONSECUTIVE_ERRORS", "Packet", "Reader", "frame_from_av", "planar_format"]
 
 log = logging.getLogger("vsr")
 
-# Full-range ("JPEG") aliases FFmpeg's decoders still output for 8-bit full-range video.
-_JPEG_FORMATS = {"yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p"}
 
-#: Decode errors tolerated in a row before the reader gives up on the rest of the file.
-MAX_CONSECUTIVE_ERRORS = 100
-
-
-@dataclass(slots=True)
-class Packet:
-    """One demuxed audio or subtitle packet, as plain data (safe to pass between threads).
-
-    ``stream_index`` is the stream's index in the *input* container; timestamps are in
-    ``time_base`` (the input stream's) and are ``None`` when the container gave none.
-    """
-
-    stream_index: int
-    data: bytes
-    pts: int | None
-    dts: int | None
-    duration: int | None
-    time_base: Fraction
-    is_keyframe: bool = True
-
-    @classmethod
-    def from_av(cls, packet: Any) -> Packet:
-        """Copy a PyAV packet's data and timing out of PyAV."""
-        return cls(
-            stream_index=packet.stream_index,
-            data=bytes(packet),
-            pts=packet.pts,
-            dts=packet.dts,
-            duration=packet.duration,
-            time_base=packet.time_base,
-            is_keyframe=bool(packet.is_keyframe),
-        )
-
-
-def planar_format(pix_fmt: str) -> str:
-    """The :data:`PLANAR_FORMATS` name the reader delivers for a decoder format.
-
-    ``yuvj*`` map to their ``yuv*`` twin (the range is a colour tag, see
-    :class:`~vsr.media.frame.ColorInfo`); other formats become ``yuv420p`` when 8-bit and
-    ``yuv420p10le`` when deeper.
-    """
-    if pix_fmt in PLANAR_FORMATS:
-        return pix_fmt
-    if pix_fmt in _JPEG_FORMATS:
-        return _JPEG_FORMATS[pix_fmt]
-    try:
-        depth = max(int(c.bits) for c in av.VideoFormat(pix_fmt).components)
-    except (ValueError, TypeError):
-        depth = 8
-    return "yuv420p10le" if depth > 8 else "yuv420p"
-
-
-def _plane_array(plane: Any, dtype: type[np.generic]) -> np.ndarray:
-    """Copy one plane out of an av frame, dropping the line padding."""
-    itemsize = np.dtype(dtype).itemsize
-    rows = np.frombuffer(plane, dtype=dtype)
-    rows = rows[: plane.height * (plane.line_size // itemsize)]
-    rows = rows.reshape(plane.height, plane.line_size // itemsize)
-    return np.ascontiguousarray(rows[:, : plane.width])
-
-
-def frame_from_av(av_frame: Any, *, index: int, pts: int | None, time_base: Fraction) -> Frame:
-    """Convert a decoded ``av.VideoFrame`` into a :class:`Frame` (copies the pixels).
-
-    Formats outside :data:`PLANAR_FORMATS` are converted with swscale first
-    (see :func:`planar_format`).
-    """
-    name = av_frame.format.name
-    target = planar_format(name)
-    if name != target and name not in _JPEG_FORMATS:
-        av_frame = av_frame.reformat(format=target)
-    dtype = np.uint16 if PLANAR_FORMATS[target][0] > 8 else np.uint8
-    y, u, v = (_plane_array(av_frame.planes[i], dtype) for i in range(3))
-    return Frame(index=index, pts=pts, time_base=time_base, planes=(y, u, v), pix_fmt=target)
+class _SeekMissed(Exception):
+    """After the seek, the frame to resume after did not come (no exact pts match)."""
 
 
 class Reader:
     """Read one media file: video frames decoded, audio and subtitle packets as they are.
 
-    Use as a context manager, or call :meth:`close`. :meth:`items` may be abandoned at
-    any point (close the generator, then the reader).
+    Use as a context manager, or call :meth:`close`. :meth:`items` (or :meth:`frames`, or
+    :meth:`frames_after` to resume) may be abandoned at any point (close the generator,
+    then the reader).
 
     Args:
         path: file path or URL.
@@ -139,25 +76,39 @@ class Reader:
         self._container: Any = None
         self.path: str | Path = str(path) if is_url(path) else Path(path)
         self.info: MediaInfo = info if info is not None else probe(path)
-        self._container = open_input(path, options=options)
-        self._closed = False
-        try:
-            self._video = self._container.streams[self.info.video.index]
-            self._video.thread_type = "AUTO"
-            self._video.thread_count = max(0, int(threads))
-            streams = [self._video]
-            if audio:
-                streams += list(self._container.streams.audio)
-            if subtitles:
-                streams += list(self._container.streams.subtitles)
-            self._streams = streams
-        except BaseException:
-            self.close()
-            raise
+        self._source = path
+        self._options = options
+        self._threads = max(0, int(threads))
+        self._audio = audio
+        self._subtitles = subtitles
+        self._open()
         self.frames_read = 0
         self.packets_read = 0
         self.decode_errors = 0
         self._started = False
+
+    def _open(self) -> None:
+        """Open the container and pick the streams to demux."""
+        self._container = open_input(self._source, options=self._options)
+        self._closed = False
+        try:
+            self._video: Any = self._container.streams[self.info.video.index]
+            self._video.thread_type = "AUTO"
+            self._video.thread_count = self._threads
+            streams = [self._video]
+            if self._audio:
+                streams += list(self._container.streams.audio)
+            if self._subtitles:
+                streams += list(self._container.streams.subtitles)
+            self._streams: list[Any] = streams
+        except BaseException:
+            self.close()
+            raise
+
+    def _reopen(self) -> None:
+        """Start over at the beginning of the input (a fresh container)."""
+        self.close()
+        self._open()
 
     # -- properties the pipeline reports -------------------------------------------------
 
@@ -172,6 +123,13 @@ class Reader:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def _start(self) -> None:
+        if self._closed:
+            raise MediaError(f"reader for {self.path} is closed")
+        if self._started:
+            raise MediaError(f"reader for {self.path} was already read; open a new one")
+        self._started = True
+
     def items(self) -> Iterator[Frame | Packet]:
         """Yield frames and packets in demux order (frames as the decoder releases them).
 
@@ -184,78 +142,135 @@ class Reader:
             MediaError: the reader is closed or already read, or not a single frame could
                 be decoded.
         """
-        if self._closed:
-            raise MediaError(f"reader for {self.path} is closed")
-        if self._started:
-            raise MediaError(f"reader for {self.path} was already read; open a new one")
-        self._started = True
-        video = self._video
-        vindex = video.index
+        self._start()
         time_base = self.info.video.time_base
-        wanted = {s.index for s in self._streams}
-        demux_error: BaseException | None = None
-        last_error: BaseException | None = None
-        consecutive = 0
-        last_pts: int | None = None
-        rate = self.info.video.frame_rate
-
-        def convert(av_frame: Any) -> Frame:
-            nonlocal last_pts
-            pts = av_frame.pts
-            if pts is None:  # PyAV 18 has no best_effort_timestamp: use the packet dts
-                pts = av_frame.dts
-            if pts is None and last_pts is not None and rate:
-                pts = last_pts + max(1, round(1 / (rate * time_base)))
-            if pts is not None:
-                last_pts = pts
-            frame = frame_from_av(av_frame, index=self.frames_read, pts=pts, time_base=time_base)
-            self.frames_read += 1
-            return frame
-
-        demuxer = self._container.demux(self._streams)
-        while True:
-            try:
-                packet = next(demuxer)
-            except StopIteration:
-                break
-            except (av.error.FFmpegError, OSError) as exc:
-                demux_error = exc
-                break
-            if packet.stream_index not in wanted or packet.size == 0:
-                continue  # PyAV's end-of-stream flush packets: we flush once below
-            if packet.stream_index != vindex:
-                self.packets_read += 1
-                yield Packet.from_av(packet)
-                continue
-            try:
-                decoded = video.decode(packet)
-            except (av.error.FFmpegError, ValueError) as exc:
-                self.decode_errors += 1
-                last_error = exc
-                consecutive += 1
-                if consecutive >= MAX_CONSECUTIVE_ERRORS:
-                    break
-                continue
-            consecutive = 0
-            for av_frame in decoded:
-                yield convert(av_frame)
-
+        rule = PtsRule(self.info.video.frame_rate, time_base)
+        stats = DecodeStats()
+        decoded = demux_decode(self._container, self._streams, self._video, stats)
         try:
-            flushed = video.decode(None)
-        except (av.error.FFmpegError, ValueError) as exc:
-            self.decode_errors += 1
-            last_error = exc
-            flushed = []
-        for av_frame in flushed:
-            yield convert(av_frame)
-
-        self._report_damage(demux_error or last_error)
+            for is_video, item in decoded:
+                if not is_video:
+                    self.packets_read += 1
+                    yield item
+                    continue
+                pts = rule.next(item)
+                frame = frame_from_av(item, index=self.frames_read, pts=pts, time_base=time_base)
+                self.frames_read += 1
+                yield frame
+        finally:
+            decoded.close()
+            self.decode_errors += stats.errors
+        self._report_damage(stats.demux_error or stats.last_error)
 
     def frames(self) -> Iterator[Frame]:
         """Only the video frames of :meth:`items`."""
         for item in self.items():
             if isinstance(item, Frame):
                 yield item
+
+    def frames_after(self, skip: int, after_pts: int | None) -> Iterator[Frame]:
+        """The video frames from number ``skip`` on, numbered from ``skip`` (the resume of
+        ``vsr run --resume``: frame ``skip - 1``, the last one already done, has pts
+        ``after_pts``).
+
+        With ``skip > 0`` and ``after_pts`` known, the input is sought to the keyframe at
+        or before ``after_pts`` and frames are discarded up to and including the one whose
+        pts is exactly ``after_pts``. If a later frame comes first (an imprecise seek), the
+        input is opened again, decoded from the start and the first ``skip`` frames are
+        discarded (the last of them must have pts ``after_pts``); so too without
+        ``after_pts``. ``skip == 0`` reads from the start. Only video frames are yielded:
+        open the reader with ``audio=False, subtitles=False`` to demux video alone.
+
+        Damaged input: every frame that decodes is yielded; then one warning says how many
+        packets failed to decode.
+
+        Single use, like :meth:`items`.
+
+        Raises:
+            MediaError: the reader is closed or already read; the input has fewer than
+                ``skip`` frames, or frame ``skip - 1`` has another pts than ``after_pts``
+                (the input changed); not a single frame could be decoded.
+            av.error.FFmpegError, OSError: demuxing failed.
+        """
+        self._start()
+        if skip > 0 and after_pts is not None:
+            try:
+                yield from self._resume(skip, after_pts, seek=True)
+                return
+            except _SeekMissed:
+                log.info(
+                    "%s: the seek missed frame %d; decoding from the start", self.path, skip - 1
+                )
+            self._reopen()
+        yield from self._resume(skip, after_pts if skip > 0 else None, seek=False)
+
+    def _resume(self, skip: int, after_pts: int | None, *, seek: bool) -> Iterator[Frame]:
+        """One try of :meth:`frames_after`: with ``seek``, seek and match ``after_pts``
+        exactly (``_SeekMissed`` when a later frame comes first or none matches); without,
+        decode from the start and discard ``skip`` frames."""
+        path = self.path
+        video = self._video
+        time_base = self.info.video.time_base
+        if seek and after_pts is not None:
+            self._container.seek(after_pts, stream=video, backward=True, any_frame=False)
+        rule = PtsRule(self.info.video.frame_rate, time_base)
+        stats = DecodeStats()
+        skipping = skip > 0
+        seen = 0  # frames decoded (without seek: from the start)
+        index = skip
+        decoded = demux_decode(self._container, self._streams, video, stats)
+        try:
+            for is_video, item in decoded:
+                if not is_video:
+                    continue
+                pts = rule.next(item)
+                seen += 1
+                if skipping:
+                    if seek:
+                        if pts is None or after_pts is None or pts > after_pts:
+                            raise _SeekMissed
+                        if pts == after_pts:
+                            skipping = False
+                        continue
+                    if seen == skip:
+                        skipping = False
+                        if after_pts is not None and pts != after_pts:
+                            raise MediaError(
+                                f"{path}: frame {skip - 1} has pts {pts}, the manifest says "
+                                f"{after_pts}",
+                                hint="the input changed; remove the work directory",
+                            )
+                    continue
+                frame = frame_from_av(item, index=index, pts=pts, time_base=time_base)
+                index += 1
+                self.frames_read += 1
+                yield frame
+        finally:
+            decoded.close()
+        if stats.demux_error is not None:
+            raise stats.demux_error
+        self.decode_errors += stats.errors
+        if skipping:
+            if seek:
+                raise _SeekMissed
+            raise MediaError(
+                f"{path}: has {seen} frames, the manifest records {skip}",
+                hint="the input changed; remove the work directory",
+            )
+        if index == 0:
+            error = stats.last_error
+            reason = f" ({describe_av_error(error)})" if error is not None else ""
+            raise MediaError(
+                f"cannot read {path}: no video frame could be decoded{reason}",
+                hint="the file is damaged or incomplete",
+            )
+        if stats.errors:
+            log.warning(
+                "%s: input is damaged: %d packet(s) failed to decode; last error: %s",
+                path,
+                stats.errors,
+                describe_av_error(stats.last_error) if stats.last_error is not None else "?",
+            )
 
     def _report_damage(self, error: BaseException | None) -> None:
         name = str(self.path)

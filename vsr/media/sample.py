@@ -17,8 +17,9 @@ import av
 import numpy as np
 
 from vsr.media.color import apply_color, normalize_color, rgb_to_yuv, subsample, to_code
+from vsr.media.encode import to_av_frame
 from vsr.media.frame import PLANAR_FORMATS, ColorInfo
-from vsr.media.writer import DEFAULT_ASS_HEADER, to_av_frame
+from vsr.media.routes import DEFAULT_ASS_HEADER
 
 __all__ = ["damage_file", "make_corrupt_file", "make_sample_clip", "truncate_file"]
 

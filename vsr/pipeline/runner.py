@@ -1,13 +1,24 @@
 """Run stages in their own threads; the first error stops them all and is re-raised.
 
-Every thread is joined: none is abandoned. Ctrl-C in the caller stops the stages
-(each notices within a poll interval, or after the batch it is computing) and raises
-``Interrupted``. Each stage's busy time is its wall time minus the time it spent blocked
-on its channels; the busiest stage set the pace.
+Every mode (``vsr run``, ``--resume``, ``batch``, ``stream``) runs its stages here.
+
+- ``stop`` (abort): set by the first error or by Ctrl-C; every channel operation gives
+  up with ``Stopped``, so all stages unwind at once.
+- ``finish`` (graceful, for live sources): set by the caller (duration over, Ctrl-C
+  handled as a finish, preview closed) or by an error; the source stops producing, and
+  the stages after it drain what is queued and close their sinks.
+
+Every thread is joined: none is abandoned. Ctrl-C in the caller (when it is not handled
+as a finish) stops the stages (each notices within a poll interval, or after the batch
+it is computing) and raises ``Interrupted``. The stage threads block SIGINT and SIGTERM,
+so the threads FFmpeg and x264 start inherit the mask and no write of theirs is cut
+short; signals reach the main thread only. Each stage's busy time is its wall time minus
+the time it spent blocked on its channels; the busiest stage set the pace.
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -31,12 +42,18 @@ class Stage:
         return max(0.0, self.wall - waits)
 
 
+_POLL = 0.05
+
+
 class Runner:
-    def __init__(self) -> None:
+    def __init__(self, *, finish: threading.Event | None = None) -> None:
         self.stop = threading.Event()
+        self.finish = finish if finish is not None else threading.Event()
         self.stages: list[Stage] = []
         self._error: tuple[str, BaseException] | None = None
         self._lock = threading.Lock()
+        self._running = 0
+        self._all_done = threading.Event()
 
     def channel(self, maxsize: int) -> Channel:
         return Channel(maxsize, self.stop)
@@ -54,6 +71,8 @@ class Runner:
         return stage
 
     def _thread_main(self, stage: Stage) -> None:
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         t0 = time.perf_counter()
         try:
             stage.fn()
@@ -64,25 +83,40 @@ class Runner:
                 if self._error is None:
                     self._error = (stage.name, exc)
             self.stop.set()
+            self.finish.set()
         finally:
             stage.wall = time.perf_counter() - t0
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._all_done.set()
 
-    def run(self) -> None:
-        """Start all stages and wait for them; raise StageError or Interrupted."""
+    def run(self, tick: Callable[[], None] | None = None) -> None:
+        """Start all stages and wait for them, calling ``tick()`` (if given) about every
+        50 ms meanwhile; raise StageError or Interrupted."""
         threads = [
             threading.Thread(target=self._thread_main, args=(s,), name=f"vsr-{s.name}", daemon=True)
             for s in self.stages
         ]
+        self._running = len(threads)
+        if not threads:
+            self._all_done.set()
         for t in threads:
             t.start()
         interrupted = False
         try:
+            # No Thread.join while waiting: the event lets ``tick`` run (live: the
+            # duration, per-second stats), and a KeyboardInterrupt inside join() could
+            # leave a thread that is still closing its sinks reported as stopped.
+            while not self._all_done.wait(_POLL):
+                if tick is not None:
+                    tick()
             for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.1)
+                self._join_uninterruptibly(t)
         except KeyboardInterrupt:
             interrupted = True
             self.stop.set()
+            self.finish.set()
             for t in threads:
                 self._join_uninterruptibly(t)
         if interrupted:

@@ -1,6 +1,16 @@
-"""The model stage on several devices: batches dispatched, upscaled in parallel, reordered.
+"""The model stage of every mode: frames in, upscaled frames out, packets kept in place.
 
-decoded -> dispatch -> [todo, one per device] -> model[dev] x N -> [done] -> reorder -> upscaled
+One device (``vsr run``, ``--resume``, ``batch``; ``vsr stream`` with batches of one)::
+
+    decoded -> model -> upscaled
+
+:func:`model_loop` cuts the stream into batches (:func:`batches`), upscales each batch's
+frames and emits every item in its original place (:func:`emit`).
+
+Several devices (``InferenceOptions.devices``): batches dispatched, upscaled in parallel,
+reordered::
+
+    decoded -> dispatch -> [todo, one per device] -> model[dev] x N -> [done] -> reorder -> upscaled
 
 - ``dispatch`` cuts the decoded stream into batches exactly as the single-device model
   stage does (:func:`batches`: the same frames per batch, packets kept where they were
@@ -32,17 +42,27 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vsr.errors import MediaError
 from vsr.media.frame import Frame
 from vsr.pipeline.channel import Channel
 from vsr.pipeline.runner import Runner
+from vsr.pipeline.tally import Tally
+
+if TYPE_CHECKING:
+    from vsr.backends.build import Backend
 
 #: Batches a device may hold at once (queued, being upscaled, or waiting to be emitted).
 MAX_IN_FLIGHT = 2
 
 Upscale = Callable[[list[Frame]], Sequence[Any]]
+
+
+class Out(Protocol):
+    """Where a model stage puts its items (a :class:`Channel`, a live queue)."""
+
+    def put(self, item: Any) -> Any: ...
 
 
 @dataclass
@@ -97,7 +117,7 @@ def upscale_batch(upscale: Upscale, batch: Batch) -> Sequence[Any]:
     return out
 
 
-def emit(batch: Batch, upscaled: Sequence[Any], out: Channel) -> None:
+def emit(batch: Batch, upscaled: Sequence[Any], out: Out) -> None:
     """Put the batch's items on ``out``, each frame replaced by its upscaled frame."""
     frames = iter(upscaled)
     for item in batch.items:
@@ -126,13 +146,13 @@ def add_multi_device_stage(
     inp: Channel,
     out: Channel,
     batch_size: int,
-    counts: dict[str, int],
+    tally: Tally,
     *,
     in_flight: int = MAX_IN_FLIGHT,
 ) -> None:
     """Add the ``dispatch`` stage, one stage per ``(name, upscale)`` in ``workers`` and
     the ``reorder`` stage to ``runner``, reading ``inp`` and writing ``out`` (which it
-    closes at the end). ``counts["model"]`` counts the frames emitted."""
+    closes at the end). ``tally.model`` counts the frames emitted."""
     if not workers:
         raise ValueError("no devices")
     if in_flight < 1:
@@ -176,7 +196,7 @@ def add_multi_device_stage(
             while next_seq in waiting:
                 ready = waiting.pop(next_seq)
                 emit(ready, ready.upscaled, out)
-                counts["model"] += len(ready.frames)
+                tally.model += len(ready.frames)
                 free.put(ready.device)
                 next_seq += 1
         if waiting:  # cannot happen: every batch number below the last one was emitted
@@ -188,3 +208,62 @@ def add_multi_device_stage(
         # ``done`` is not listed: its put_wait is shared by all workers, and it never blocks.
         runner.add(name, functools.partial(work, d, upscale), inputs=[todo[d]])
     runner.add("reorder", reorder, inputs=[done], outputs=[out, free])
+
+
+def model_loop(
+    upscale: Upscale, items: Iterable[object], out: Out, batch_size: int, tally: Tally
+) -> None:
+    """The one-device model stage: batch ``items``, upscale, :func:`emit` each batch on
+    ``out`` (not closed here); ``tally.model`` counts the frames upscaled."""
+    for batch in batches(items, batch_size):
+        emit(batch, upscale_batch(upscale, batch), out)
+        tally.model += len(batch.frames)
+
+
+def add_model_stage(
+    runner: Runner,
+    backends: Sequence[Backend],
+    decoded: Channel,
+    upscaled: Channel,
+    tally: Tally,
+    *,
+    batch_size: int | None = None,
+    devices: Sequence[str] = (),
+) -> None:
+    """Add the model stage to ``runner``: one thread, or with several backends dispatch,
+    one worker per device (named after ``devices``) and reorder. ``batch_size`` ``None``:
+    the first backend's default. ``tally.before_batch()`` runs before every batch."""
+    size = batch_size or backends[0].default_batch_size
+    multi = len(backends) > 1
+
+    def upscaler(b: Backend) -> Upscale:
+        # With several GPUs each worker thread makes its backend's GPU the current one
+        # (for anything that allocates on the current device rather than on b.device).
+        gpu = getattr(b, "device", None) if multi else None
+        if gpu is not None and getattr(gpu, "type", None) != "cuda":
+            gpu = None
+
+        def upscale(frames: list[Frame]) -> list[Frame]:
+            tally.before_batch()
+            if gpu is None:
+                return b.upscale(frames)
+            import torch
+
+            with torch.cuda.device(gpu):
+                return b.upscale(frames)
+
+        return upscale
+
+    if multi:
+        n = len(backends)
+        names = stage_names(devices if len(devices) == n else [str(i) for i in range(n)])
+        workers = [(name, upscaler(b)) for name, b in zip(names, backends, strict=True)]
+        add_multi_device_stage(runner, workers, decoded, upscaled, size, tally)
+        return
+    upscale = upscaler(backends[0])
+
+    def model_stage() -> None:
+        model_loop(upscale, decoded, upscaled, size, tally)
+        upscaled.close()
+
+    runner.add("model", model_stage, inputs=[decoded], outputs=[upscaled])

@@ -1,0 +1,116 @@
+"""``build_backend(options)``: the one place a backend is made from ``InferenceOptions``.
+
+Every mode (``vsr run``, ``--resume``, ``batch``, ``stream``, ``image``, ``eval``,
+``compare``) makes its backends here, so an option added to :class:`InferenceOptions`
+reaches all of them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from vsr.backends.options import InferenceOptions, device_key
+from vsr.errors import UsageError
+from vsr.media.frame import ColorInfo
+from vsr.models.registry import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from vsr.backends.opencv_backend import OpenCVBackend
+    from vsr.backends.torch_backend import TorchBackend
+
+    Backend = TorchBackend | OpenCVBackend
+
+__all__ = ["build_backend", "build_backends", "check_opencv_options"]
+
+
+def check_opencv_options(options: InferenceOptions, *, bit_depth: int) -> None:
+    """Raise UsageError for what the opencv backend cannot do (before loading anything)."""
+    if options.weights is None:
+        raise UsageError(
+            "the opencv backend needs --weights FILE.pb", hint="or use --backend torch"
+        )
+    if options.device not in ("auto", "cpu") or options.precision not in ("auto", "fp32"):
+        raise UsageError(
+            "the opencv backend runs in fp32 on the CPU",
+            hint="drop --device/--precision or use --backend torch",
+        )
+    if bit_depth > 8:
+        raise UsageError(
+            f"the opencv backend takes 8-bit video, this is {bit_depth}-bit",
+            hint="use --backend torch",
+        )
+
+
+def build_backend(
+    options: InferenceOptions,
+    *,
+    color: ColorInfo | None = None,
+    bit_depth: int = 8,
+    model: LoadedModel | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+) -> Backend:
+    """The backend ``options.backend`` names, for a stream with ``color`` and ``bit_depth``,
+    running ``model`` (default: ``load_model(options.model, options.scale,
+    weights=options.weights)``) on ``device`` (default ``options.device``) with ``threads``
+    CPU threads (default ``options.threads``, else all cores).
+
+    Raises UsageError (options the backend lacks), DeviceError, WeightsError.
+    """
+    if options.backend == "opencv":
+        check_opencv_options(options, bit_depth=bit_depth)
+    if model is None:
+        model = load_model(options.model, options.scale, weights=options.weights)
+    if options.backend == "opencv":
+        assert options.weights is not None
+        from vsr.backends.opencv_backend import OpenCVBackend
+
+        return OpenCVBackend(model, weights=options.weights, color=color)
+    from vsr.backends.torch_backend import TorchBackend
+
+    return TorchBackend(
+        model,
+        device=options.device if device is None else device,
+        precision=options.precision,
+        threads=options.threads if threads is None else threads,
+        color=color,
+        tile=options.tile,
+        tile_overlap=options.tile_overlap,
+        self_ensemble=options.self_ensemble,
+        compile=options.compile,
+    )
+
+
+def build_backends(
+    options: InferenceOptions, *, color: ColorInfo | None = None, bit_depth: int = 8
+) -> list[Backend]:
+    """One backend per entry of ``options.devices`` (or the one :func:`build_backend`
+    makes), the model loaded once.
+
+    Each backend gets its own copy of the network (moving a module to a device moves it
+    in place). Several ``cpu`` entries share the cores: each gets ``cores // n`` threads
+    (torch's thread count is per process, so they all run with that count).
+    """
+    if options.backend == "opencv":
+        check_opencv_options(options, bit_depth=bit_depth)
+    if options.devices:
+        from vsr.backends.device import resolve_device
+
+        for name in options.devices:  # unknown or missing devices before loading anything
+            resolve_device(name)
+    model = load_model(options.model, options.scale, weights=options.weights)
+    if not options.devices:
+        return [build_backend(options, color=color, bit_depth=bit_depth, model=model)]
+    n_cpu = sum(device_key(d).startswith("cpu:") for d in options.devices)
+    threads = max(1, (os.cpu_count() or 1) // n_cpu) if n_cpu > 1 else None
+    # Copy before any backend moves (or converts) the original module.
+    models = [model] + [
+        replace(model, module=copy.deepcopy(model.module)) for _ in options.devices[1:]
+    ]
+    return [
+        build_backend(options, color=color, bit_depth=bit_depth, model=m, device=d, threads=threads)
+        for m, d in zip(models, options.devices, strict=True)
+    ]
