@@ -21,10 +21,11 @@ from vsr.media.color import (
     yuv_to_rgb,
     yuv_to_rgb_matrix,
 )
+from vsr.media.decode import Packet, frame_from_av, planar_format
 from vsr.media.encode import encoder_available
 from vsr.media.frame import ColorInfo, Frame
 from vsr.media.probe import MediaInfo, probe
-from vsr.media.reader import Packet, Reader, frame_from_av, planar_format
+from vsr.media.reader import Reader
 from vsr.media.sample import damage_file, make_sample_clip, truncate_file
 from vsr.media.writer import Writer
 

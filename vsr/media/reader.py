@@ -23,7 +23,6 @@ import av.error
 
 from vsr.errors import MediaError
 from vsr.media.decode import (
-    MAX_CONSECUTIVE_ERRORS,
     DecodeStats,
     Packet,
     PtsRule,
@@ -34,7 +33,7 @@ from vsr.media.decode import (
 from vsr.media.frame import Frame
 from vsr.media.probe import MediaInfo, describe_av_error, is_url, open_input, probe
 
-__all__ = ["MAX_CONSECUTIVE_ERRORS", "Packet", "Reader", "frame_from_av", "planar_format"]
+__all__ = ["Reader"]
 
 log = logging.getLogger("vsr")
 
