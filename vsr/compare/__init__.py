@@ -7,7 +7,8 @@ by each model, side by side, so people can look rather than read.
   ``scale``, whole image), and a "ground truth" panel is added; with ``from_gt`` the input
   is made from the ground truth by MATLAB-compatible bicubic downscaling (the protocol's LR).
 - Bicubic is MATLAB's ``imresize`` (a = -0.5, the protocol's baseline; ``-m bicubic``
-  names it). Every other model runs as vsr runs it, in fp32: on an image as ``vsr image``
+  names it). Every other model runs as vsr runs it, in fp32 unless ``inference.precision``
+  says otherwise: on an image as ``vsr image``
   (luma models on Y of full-range BT.601 YCbCr, chroma bicubic), on a video frame as
   ``vsr run`` (on the frame's own YUV planes, with the stream's matrix and range), and the
   result is shown as 8-bit RGB. A model's PSNR is therefore that of the 8-bit image vsr
