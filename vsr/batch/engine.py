@@ -93,7 +93,11 @@ def _execute(
         tries[result.key] += 1
         if result.ok and result.output:
             ledger.mark_done(
-                result.key, output=result.output, frames=result.frames, seconds=result.seconds
+                result.key,
+                output=result.output,
+                frames=result.frames,
+                seconds=result.seconds,
+                fidelity=result.fidelity,
             )
             return
         remove_temp_files(spec.output)

@@ -58,6 +58,7 @@ class JobResult:
     seconds: float
     error: str | None  # one line
     permanent: bool  # True: retrying cannot help (bad input)
+    fidelity: dict[str, Any] | None = None  # what became of each input stream (done jobs)
 
 
 def run_config(spec: JobSpec) -> Any:
@@ -202,4 +203,5 @@ def run_job(
         seconds=round(time.perf_counter() - t0, 3),
         error=None,
         permanent=False,
+        fidelity=report.fidelity or None,
     )

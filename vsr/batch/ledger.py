@@ -28,7 +28,7 @@ __all__ = ["LEDGER_NAME", "LOCK_NAME", "STATES", "Ledger", "Row", "fingerprint"]
 LEDGER_NAME = ".vsr-batch.sqlite"
 LOCK_NAME = ".vsr-batch.lock"
 STATES = ("pending", "running", "done", "failed")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the fidelity column (1 is upgraded in place when the driver opens it)
 _CHUNK = 1 << 20  # 1 MiB
 
 _SCHEMA = """
@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started      REAL,
     finished     REAL,
     seconds      REAL,
-    updated      REAL
+    updated      REAL,
+    fidelity     TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_output ON jobs (output);
 """
@@ -91,6 +92,8 @@ class Row:
     finished: float | None
     seconds: float | None
     updated: float | None
+    # every input stream and what became of it (vsr.media.fidelity), for a done job
+    fidelity: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,13 +101,15 @@ class Row:
 
 _COLUMNS = (
     "key, input, size, mtime_ns, fingerprint, params_hash, params, state, attempts, error, "
-    "permanent, output, frames, started, finished, seconds, updated"
+    "permanent, output, frames, started, finished, seconds, updated, fidelity"
 )
+# A version-1 ledger opened read-only (``vsr batch status``) has no fidelity column.
+_COLUMNS_V1 = _COLUMNS.replace(", fidelity", ", NULL")
 
 
 def _row(values: tuple[Any, ...]) -> Row:
     (key, inp, size, mtime_ns, fp, phash, params, state, attempts, error, permanent, output,
-     frames, started, finished, seconds, updated) = values  # fmt: skip
+     frames, started, finished, seconds, updated, fidelity) = values  # fmt: skip
     return Row(
         key=key,
         input=inp,
@@ -123,6 +128,7 @@ def _row(values: tuple[Any, ...]) -> Row:
         finished=finished,
         seconds=seconds,
         updated=updated,
+        fidelity=json.loads(fidelity) if fidelity else None,
     )
 
 
@@ -133,6 +139,8 @@ class Ledger:
     def __init__(self, path: Path, conn: sqlite3.Connection, lock: FileLock | None) -> None:
         self.path = path
         self.conn = conn
+        names = {r[1] for r in conn.execute("PRAGMA table_info(jobs)").fetchall()}
+        self._columns = _COLUMNS if "fidelity" in names else _COLUMNS_V1
         self._lock = lock
         self._mutex = threading.Lock()  # an engine may call back from another thread
 
@@ -165,6 +173,8 @@ class Ledger:
                     hint="upgrade vsr, or use another --out folder",
                 )
             conn.executescript(_SCHEMA)
+            if version == 1:
+                conn.execute("ALTER TABLE jobs ADD COLUMN fidelity TEXT")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             lock.release()
@@ -202,12 +212,12 @@ class Ledger:
 
     def rows(self) -> list[Row]:
         with self._mutex:
-            cur = self.conn.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY key")
+            cur = self.conn.execute(f"SELECT {self._columns} FROM jobs ORDER BY key")
             return [_row(v) for v in cur.fetchall()]
 
     def get(self, key: str) -> Row | None:
         with self._mutex:
-            cur = self.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE key = ?", (key,))
+            cur = self.conn.execute(f"SELECT {self._columns} FROM jobs WHERE key = ?", (key,))
             values = cur.fetchone()
         return _row(values) if values else None
 
@@ -225,7 +235,7 @@ class Ledger:
         """Rows left ``running`` by a driver that died: back to ``pending``; returned so
         that their temporary files can be removed."""
         with self._tx() as c:
-            cur = c.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state = 'running'")
+            cur = c.execute(f"SELECT {self._columns} FROM jobs WHERE state = 'running'")
             rows = [_row(v) for v in cur.fetchall()]
             c.execute(
                 "UPDATE jobs SET state = 'pending', error = ?, updated = ? WHERE state = 'running'",
@@ -299,13 +309,22 @@ class Ledger:
                 (now, now, key),
             )
 
-    def mark_done(self, key: str, *, output: str, frames: int, seconds: float) -> None:
+    def mark_done(
+        self,
+        key: str,
+        *,
+        output: str,
+        frames: int,
+        seconds: float,
+        fidelity: dict[str, Any] | None = None,
+    ) -> None:
         now = time.time()
+        blob = json.dumps(fidelity) if fidelity else None
         with self._tx() as c:
             c.execute(
                 "UPDATE jobs SET state = 'done', error = NULL, permanent = 0, output = ?, "
-                "frames = ?, finished = ?, seconds = ?, updated = ? WHERE key = ?",
-                (output, frames, now, seconds, now, key),
+                "frames = ?, finished = ?, seconds = ?, updated = ?, fidelity = ? WHERE key = ?",
+                (output, frames, now, seconds, now, blob, key),
             )
 
     def mark_failed(self, key: str, *, error: str, permanent: bool, seconds: float) -> None:
@@ -313,7 +332,7 @@ class Ledger:
         with self._tx() as c:
             c.execute(
                 "UPDATE jobs SET state = 'failed', error = ?, permanent = ?, frames = NULL, "
-                "finished = ?, seconds = ?, updated = ? WHERE key = ?",
+                "fidelity = NULL, finished = ?, seconds = ?, updated = ? WHERE key = ?",
                 (error, int(permanent), now, seconds, now, key),
             )
 

@@ -30,6 +30,8 @@ class JobRecord:
     permanent: bool
     started: float | None = None
     finished: float | None = None
+    # every input stream and what became of it (vsr.media.fidelity), for a done job
+    fidelity: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Row, action: str = "") -> JobRecord:
@@ -46,6 +48,7 @@ class JobRecord:
             permanent=row.permanent,
             started=row.started,
             finished=row.finished,
+            fidelity=row.fidelity,
         )
 
 

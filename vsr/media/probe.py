@@ -27,6 +27,7 @@ __all__ = [
     "is_url",
     "open_input",
     "probe",
+    "stream_codec_name",
 ]
 
 
@@ -222,6 +223,15 @@ def _stream_duration(stream: Any) -> Fraction | None:
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
         return Fraction(stream.duration) * stream.time_base
     return _duration_tag(stream)
+
+
+def stream_codec_name(stream: Any) -> str | None:
+    """A stream's codec by its own name (``subrip``, ``av1``), ``None`` when unknown."""
+    try:
+        ctx = stream.codec_context
+    except (AttributeError, av.error.FFmpegError):
+        ctx = None
+    return _codec_name(ctx) or (stream.metadata or {}).get("handler_name")
 
 
 def _codec_name(ctx: Any) -> str | None:

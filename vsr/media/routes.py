@@ -25,7 +25,8 @@ import av
 import av.error
 
 from vsr.media.decode import Packet
-from vsr.media.probe import describe_av_error
+from vsr.media.fidelity import Fidelity
+from vsr.media.probe import describe_av_error, stream_codec_name
 
 __all__ = [
     "DEFAULT_ASS_HEADER",
@@ -145,7 +146,7 @@ def copy_container_tags(src: Any, out: Any, video_stream: Any, video_index: int,
     except (AttributeError, ValueError, TypeError, av.error.FFmpegError) as exc:
         log.info("chapters of %s not copied: %s", name, exc)
     if src.streams.data:
-        log.info(
+        log.warning(
             "%s: %d data stream(s) (e.g. timecode) are not copied",
             name,
             len(src.streams.data),
@@ -162,10 +163,12 @@ def _remux(out: Any, src_stream: Any, fmt: str) -> Any:
     return stream
 
 
-def _add_audio(out: Any, src_stream: Any, fmt: str) -> Route | None:
+def _add_audio(out: Any, src_stream: Any, fmt: str, fidelity: Fidelity) -> Route | None:
     name = src_stream.codec_context.name if src_stream.codec_context else "?"
+    codec = stream_codec_name(src_stream)
     remuxed = _remux(out, src_stream, fmt)
     if remuxed is not None:
+        fidelity.record(src_stream.index, "audio", codec, "copied")
         return remuxed
     target = _AUDIO_FALLBACK.get(fmt, "aac")
     dec = src_stream.codec_context
@@ -187,6 +190,13 @@ def _add_audio(out: Any, src_stream: Any, fmt: str) -> Route | None:
             target,
             describe_av_error(exc),
         )
+        fidelity.record(
+            src_stream.index,
+            "audio",
+            codec,
+            "dropped",
+            f"{fmt} cannot hold it and {target} failed: {describe_av_error(exc)}",
+        )
         return None
     _copy_stream_tags(src_stream, stream)
     log.warning(
@@ -196,13 +206,22 @@ def _add_audio(out: Any, src_stream: Any, fmt: str) -> Route | None:
         src_stream.index,
         target.removeprefix("lib"),
     )
+    fidelity.record(
+        src_stream.index,
+        "audio",
+        codec,
+        "transcoded",
+        f"to {target.removeprefix('lib')}: the {fmt} container cannot hold {codec}",
+    )
     return _Transcode(dec, stream)
 
 
-def _add_subtitle(out: Any, src_stream: Any, fmt: str) -> Route | None:
+def _add_subtitle(out: Any, src_stream: Any, fmt: str, fidelity: Fidelity) -> Route | None:
     name = src_stream.codec_context.name if src_stream.codec_context else "?"
+    codec = stream_codec_name(src_stream)
     remuxed = _remux(out, src_stream, fmt)
     if remuxed is not None:
+        fidelity.record(src_stream.index, "subtitle", codec, "copied")
         return remuxed
     target = _TEXT_SUBTITLE_TARGET.get(fmt)
     if target is not None and name in _TEXT_SUBTITLE_CODECS:
@@ -222,6 +241,13 @@ def _add_subtitle(out: Any, src_stream: Any, fmt: str) -> Route | None:
                 target,
                 describe_av_error(exc),
             )
+            fidelity.record(
+                src_stream.index,
+                "subtitle",
+                codec,
+                "dropped",
+                f"cannot convert it to {target}: {describe_av_error(exc)}",
+            )
             return None
         _copy_stream_tags(src_stream, stream)
         log.warning(
@@ -231,6 +257,13 @@ def _add_subtitle(out: Any, src_stream: Any, fmt: str) -> Route | None:
             src_stream.index,
             target,
         )
+        fidelity.record(
+            src_stream.index,
+            "subtitle",
+            codec,
+            "converted",
+            f"to {target}: the {fmt} container cannot hold {codec}",
+        )
         return _SubtitleConvert(dec, stream)
     log.warning(
         "dropping subtitle stream %d: the %s container cannot hold %s subtitles",
@@ -238,27 +271,88 @@ def _add_subtitle(out: Any, src_stream: Any, fmt: str) -> Route | None:
         fmt,
         name,
     )
+    fidelity.record(
+        src_stream.index, "subtitle", codec, "dropped", f"the {fmt} container cannot hold it"
+    )
     return None
 
 
-def add_routes(src: Any, out: Any, *, audio: bool, subtitles: bool) -> dict[int, Route]:
+def add_routes(
+    src: Any,
+    out: Any,
+    *,
+    audio: bool,
+    subtitles: bool,
+    fidelity: Fidelity,
+    video_index: int,
+) -> dict[int, Route]:
     """Output streams for the source's audio (if ``audio``) and subtitle (if
     ``subtitles``) streams: remuxed, transcoded or converted, each with its language,
     title and disposition. Returns the routes by source stream index (streams the
-    container cannot take at all are left out, with a warning)."""
+    container cannot take at all are left out, with a warning). Every source stream but
+    the upscaled video (``video_index``) gets its fate in ``fidelity``."""
     fmt = out.format.name
     routes: dict[int, Route] = {}
-    if audio:
-        for src_stream in src.streams.audio:
-            route = _add_audio(out, src_stream, fmt)
-            if route is not None:
-                routes[src_stream.index] = route
+    for src_stream in src.streams.audio:
+        if not audio:
+            codec = stream_codec_name(src_stream)
+            fidelity.record(src_stream.index, "audio", codec, "dropped", "--no-audio")
+            continue
+        route = _add_audio(out, src_stream, fmt, fidelity)
+        if route is not None:
+            routes[src_stream.index] = route
     if subtitles:
         for src_stream in src.streams.subtitles:
-            route = _add_subtitle(out, src_stream, fmt)
+            route = _add_subtitle(out, src_stream, fmt, fidelity)
             if route is not None:
                 routes[src_stream.index] = route
+    _record_others(src, fidelity, video_index)
     return routes
+
+
+def _record_others(src: Any, fidelity: Fidelity, video_index: int) -> None:
+    """The fates of the streams no route carries: other video streams, data streams."""
+    for stream in src.streams.video:
+        if stream.index == video_index:
+            continue
+        cover = bool(stream.disposition & av.stream.Disposition.attached_pic)
+        fidelity.record(
+            stream.index,
+            "cover art" if cover else "video",
+            stream_codec_name(stream),
+            "dropped",
+            "cover art is not copied" if cover else "only one video stream is upscaled",
+        )
+    chapters = _chapter_count(src)
+    for stream in src.streams.data:
+        if _is_chapter_track(src, stream, chapters):
+            fidelity.record(stream.index, "chapters", None, "copied", f"{chapters} chapters")
+            continue
+        fidelity.record(
+            stream.index,
+            "data",
+            stream_codec_name(stream),
+            "dropped",
+            "data streams are not copied",
+        )
+
+
+def _chapter_count(src: Any) -> int:
+    try:
+        return len(src.chapters())
+    except (AttributeError, ValueError, TypeError, av.error.FFmpegError):
+        return 0
+
+
+def _is_chapter_track(src: Any, stream: Any, chapters: int) -> bool:
+    """MP4/MOV keep chapters in a text track that FFmpeg shows as a codec-less data stream
+    with one sample per chapter; the chapters themselves are copied as chapters."""
+    return (
+        chapters > 0
+        and "mov" in src.format.name
+        and stream.codec_context is None
+        and stream.frames == chapters
+    )
 
 
 def send_packet(out: Any, route: Route, packet: Packet) -> None:

@@ -35,6 +35,7 @@ from vsr.media.encode import (
     output_size,
     resolve_codec,
 )
+from vsr.media.fidelity import Fidelity
 from vsr.media.frame import PLANAR_FORMATS, Frame
 from vsr.media.probe import MediaInfo, describe_av_error, open_input
 from vsr.media.routes import Route, add_routes, copy_container_tags, flush_route, send_packet
@@ -127,6 +128,8 @@ class Writer:
         self.packets_written = 0
         self._routes: dict[int, Route] = {}
         self.copies_video = video_template is not None
+        #: every source stream and what became of it, and the video decisions
+        self.fidelity = Fidelity()
 
         check_encoder(codec)  # for auto: its software fallback
         wanted = pix_fmt or planar_format(source.video.pix_fmt)
@@ -208,7 +211,23 @@ class Writer:
             )
             self._video = self._encoder.stream
         copy_container_tags(self._src, self._out, self._video, vinfo.index, self.source_path.name)
-        self._routes = add_routes(self._src, self._out, audio=audio, subtitles=subtitles)
+        self.fidelity.record(
+            vinfo.index,
+            "video",
+            vinfo.codec,
+            "upscaled",
+            f"{self.width}x{self.height} {self.pix_fmt}, {self.codec}"
+            if video_template is None
+            else f"{self.width}x{self.height}, stream copy of the upscaled segments",
+        )
+        self._routes = add_routes(
+            self._src,
+            self._out,
+            audio=audio,
+            subtitles=subtitles,
+            fidelity=self.fidelity,
+            video_index=vinfo.index,
+        )
 
     def _add_copied_video(self, template: Any) -> Any:
         """The output video stream as a copy of ``template`` (no encoder)."""

@@ -27,6 +27,7 @@ from vsr.backends.build import build_backends, check_opencv_options
 from vsr.config import RunConfig
 from vsr.errors import InputNotFoundError, OutputExistsError, UsageError
 from vsr.media.encode import check_encoder
+from vsr.media.fidelity import Fidelity
 from vsr.media.frame import Frame
 from vsr.media.probe import MediaInfo, probe
 from vsr.media.reader import Reader
@@ -60,11 +61,14 @@ class RunReport:
     fps: float
     bottleneck: str | None
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    # every input stream and what became of it, and the video decisions
+    # (vsr.media.fidelity.Fidelity.to_dict)
+    fidelity: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def summary(self) -> str:
+    def headline(self) -> str:
         busy = ", ".join(f"{k} {v['busy_fraction']:.0%}" for k, v in self.stages.items())
         w, h = self.output_size
         return (
@@ -72,6 +76,11 @@ class RunReport:
             f"{self.seconds:.1f} s ({self.fps:.1f} fps) on {self.device}; "
             f"busy: {busy}; bottleneck: {self.bottleneck}"
         )
+
+    def summary(self) -> str:
+        """The headline, then one indented line per input stream and video decision."""
+        kept = Fidelity.from_dict(self.fidelity).lines() if self.fidelity else []
+        return "\n".join([self.headline(), *(f"  {line}" for line in kept)])
 
 
 def check_paths(cfg: RunConfig) -> Path:
@@ -236,8 +245,12 @@ def execute(job: Job, *, progress: Callable[[int], None] | None = None) -> RunRe
                 decoded.put(item)
         decoded.close()
 
+    fidelity: list[Fidelity] = []
+
     def writer_stage() -> None:
-        sink_loop(upscaled, job.writer(job.out_path), tally, progress)
+        writer = job.writer(job.out_path)
+        fidelity.append(writer.fidelity)
+        sink_loop(upscaled, writer, tally, progress)
 
     runner.add("reader", reader_stage, outputs=[decoded])
     job.add_model_stage(runner, decoded, upscaled, tally)
@@ -253,4 +266,5 @@ def execute(job: Job, *, progress: Callable[[int], None] | None = None) -> RunRe
         seconds=seconds,
         fps_frames=tally.writer,
         runner=runner,
+        fidelity=fidelity[0].to_dict() if fidelity else {},
     )

@@ -19,6 +19,7 @@ import av.error
 
 from vsr.errors import MediaError
 from vsr.media.decode import Packet
+from vsr.media.fidelity import Fidelity
 from vsr.media.probe import describe_av_error, open_input
 from vsr.pipeline.engine import Job
 from vsr.pipeline.manifest import Manifest
@@ -95,7 +96,7 @@ def _when(ts: int | None, tb: Fraction, last: Fraction) -> Fraction:
     return last if ts is None else Fraction(ts) * tb
 
 
-def join_segments(job: Job, work: Path, manifest: Manifest) -> tuple[int, int]:
+def join_segments(job: Job, work: Path, manifest: Manifest) -> tuple[int, int, Fidelity]:
     """Stream-copy the segments plus the source's audio/subtitles into ``job.out_path``;
     return (video packets, other packets) written."""
     cfg = job.cfg
@@ -127,4 +128,4 @@ def join_segments(job: Job, work: Path, manifest: Manifest) -> tuple[int, int]:
         writer.close()
     finally:
         writer.abort()  # no-op after a successful close
-    return video, others
+    return video, others, writer.fidelity

@@ -83,8 +83,8 @@ class SegmentedRunReport(RunReport):
     resumed_frames: int = 0
     work_dir: str = ""
 
-    def summary(self) -> str:
-        text = super().summary()
+    def headline(self) -> str:
+        text = super().headline()
         if self.resumed_segments:
             text += (
                 f"; resumed: kept {self.resumed_segments} of {self.segments} segments "
@@ -150,7 +150,7 @@ def run_segmented(
                 raise
         encode_seconds = time.perf_counter() - t0
         try:
-            frames_out, tally.packets = join_segments(job, work, manifest)
+            frames_out, tally.packets, fidelity = join_segments(job, work, manifest)
         except KeyboardInterrupt:
             raise Interrupted(
                 "interrupted", hint=f"the segments are kept in {work}: run again to resume"
@@ -177,6 +177,7 @@ def run_segmented(
         resumed_segments=resumed_segments,
         resumed_frames=resumed_frames,
         work_dir=str(work),
+        fidelity=fidelity.to_dict(),
         stage_seconds=encode_seconds,  # busy fractions of the encoding, not of the join
     )
 
