@@ -24,15 +24,11 @@ from vsr.backends.torch_backend import TorchBackend
 from vsr.backends.transfer import StagingBuffer, StagingPool
 from vsr.config import RunConfig, load_config_file, make_config
 from vsr.errors import UsageError
+from vsr.media import codecs as codec_mod
 from vsr.media import color as ref
 from vsr.media import encode as writer_mod
-from vsr.media.encode import (
-    NVENC_PRESETS,
-    check_encoder,
-    encoder_available,
-    nvenc_options,
-    resolve_codec,
-)
+from vsr.media.codecs import check_encoder, encoder_available, resolve_codec
+from vsr.media.encode import NVENC_PRESETS, nvenc_options
 from vsr.media.frame import ColorInfo, Frame
 from vsr.media.probe import probe
 from vsr.media.reader import Reader
@@ -515,7 +511,7 @@ def test_errors_of_the_model_itself_still_raise_with_compile(
 
 
 def test_auto_codec_is_libx264_without_nvenc() -> None:
-    if writer_mod.encoder_opens("h264_nvenc"):
+    if codec_mod.encoder_opens("h264_nvenc"):
         pytest.skip("NVENC works on this machine")
     assert resolve_codec("auto", device="cpu") == "libx264"
     assert resolve_codec("auto", device="cuda") == "libx264"
@@ -528,7 +524,10 @@ def test_auto_codec_is_libx264_without_nvenc() -> None:
     check_encoder("auto")  # accepted: it always has a fallback
     with pytest.raises(UsageError):
         check_encoder("no-such-encoder")
-    assert RunConfig(Path("x")).codec == "libx264"  # the default is unchanged
+    # the default is the output container's usual encoder, never NVENC: libx264 for MP4
+    assert RunConfig(Path("x")).codec is None
+    assert resolve_codec(None, device="cuda", format_name="mp4") == "libx264"
+    assert resolve_codec(None, device="cuda", format_name="webm") == "libvpx-vp9"
 
 
 def test_auto_codec_picks_nvenc_only_on_cuda_when_it_opens(
@@ -540,7 +539,7 @@ def test_auto_codec_picks_nvenc_only_on_cuda_when_it_opens(
         probes.append((codec, pix_fmt))
         return True
 
-    monkeypatch.setattr(writer_mod, "encoder_opens", opens)
+    monkeypatch.setattr(codec_mod, "encoder_opens", opens)
     assert resolve_codec("auto", device="cuda") == "h264_nvenc"
     assert resolve_codec("auto-hevc", device="cuda:1", pix_fmt="yuv420p10le") == "hevc_nvenc"
     assert resolve_codec("auto", device="cuda", pix_fmt="yuv444p") == "h264_nvenc"
@@ -554,11 +553,11 @@ def test_auto_codec_picks_nvenc_only_on_cuda_when_it_opens(
 
 
 def test_encoder_probe_opens_a_real_encoder_and_is_cached() -> None:
-    assert writer_mod.encoder_opens("libx264")
-    assert not writer_mod.encoder_opens("no-such-encoder")
-    info = writer_mod.encoder_opens.cache_info()
-    writer_mod.encoder_opens("libx264")
-    assert writer_mod.encoder_opens.cache_info().hits == info.hits + 1
+    assert codec_mod.encoder_opens("libx264")
+    assert not codec_mod.encoder_opens("no-such-encoder")
+    info = codec_mod.encoder_opens.cache_info()
+    codec_mod.encoder_opens("libx264")
+    assert codec_mod.encoder_opens.cache_info().hits == info.hits + 1
 
 
 def test_nvenc_options_map_crf_and_presets() -> None:
@@ -583,7 +582,7 @@ def test_nvenc_options_map_crf_and_presets() -> None:
 def test_writer_with_auto_codec_encodes_with_libx264_here(
     clip_no_audio: Path, tmp_path: Path
 ) -> None:
-    if writer_mod.encoder_opens("h264_nvenc"):
+    if codec_mod.encoder_opens("h264_nvenc"):
         pytest.skip("NVENC works on this machine")
     info = probe(clip_no_audio)
     out = tmp_path / "auto.mp4"
@@ -611,7 +610,7 @@ def test_writer_auto_gives_nvenc_the_software_default_quality(
     """When ``auto`` picks NVENC and no crf is given, NVENC gets cq 23 (x264's default
     crf) rather than its own bitrate default. NVENC cannot open here: the options it was
     given are looked at, and the clean EncoderError is expected."""
-    if writer_mod.encoder_opens("h264_nvenc"):
+    if codec_mod.encoder_opens("h264_nvenc"):
         pytest.skip("NVENC works on this machine")
     from vsr.errors import EncoderError
 
@@ -622,7 +621,7 @@ def test_writer_auto_gives_nvenc_the_software_default_quality(
         seen.append((codec, crf, preset))
         return real(codec, crf, preset)
 
-    monkeypatch.setattr(writer_mod, "encoder_opens", lambda codec, pix_fmt="yuv420p": True)
+    monkeypatch.setattr(codec_mod, "encoder_opens", lambda codec, pix_fmt="yuv420p": True)
     monkeypatch.setattr(writer_mod, "_encoder_options", spy)
     info = probe(clip_no_audio)
     for codec, crf, want in (("auto", None, 23), ("auto", 30, 30), ("h264_nvenc", None, None)):

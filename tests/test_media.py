@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from vsr.errors import EncoderError, InputNotFoundError, MediaError, UsageError
+from vsr.media.codecs import encoder_available
 from vsr.media.color import (
     color_code,
     color_name,
@@ -22,7 +23,6 @@ from vsr.media.color import (
     yuv_to_rgb_matrix,
 )
 from vsr.media.decode import Packet, frame_from_av, planar_format
-from vsr.media.encode import encoder_available
 from vsr.media.frame import ColorInfo, Frame
 from vsr.media.probe import MediaInfo, probe
 from vsr.media.reader import Reader

@@ -400,7 +400,7 @@ def test_real_clip_acceptance(shared_data, tmp_path, model, scale):
     [("libx265", ".mp4", "hevc"), ("libsvtav1", ".mkv", "av1"), ("libvpx-vp9", ".mkv", "vp9")],
 )
 def test_other_encoders(clip_mp4, tmp_path, codec, ext, expected):
-    from vsr.media.encode import encoder_available
+    from vsr.media.codecs import encoder_available
 
     if not encoder_available(codec):
         pytest.skip(f"this PyAV build has no {codec}")

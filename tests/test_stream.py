@@ -141,9 +141,11 @@ def start_sender(url: str, frames: int, *, audio: bool = True) -> subprocess.Pop
     return proc
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], limit: float = 20.0) -> None:
+def wait_listening(port: int, proc: subprocess.Popen[bytes], limit: float = 45.0) -> None:
     """Wait until a TCP socket listens on ``port`` (read from /proc/net/tcp, so the
-    sender's single accept is not used up by a probe), or the sender has died."""
+    sender's single accept is not used up by a probe), or the sender has died. On a
+    loaded machine the sender's start (Python, PyAV) can take many seconds; a sender that
+    never listens fails here, not as a refused connection later."""
     tcp = Path("/proc/net/tcp")
     if not tcp.exists():
         time.sleep(2.0)
@@ -155,6 +157,8 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], limit: float = 20.0
             if state == "0A" and int(local.split(":")[1], 16) == port:
                 return
         time.sleep(0.05)
+    if proc.poll() is None:
+        raise TimeoutError(f"the sender did not listen on port {port} within {limit:g} s")
 
 
 SENDERS: list[subprocess.Popen[bytes]] = []

@@ -16,6 +16,7 @@ from typing import Any
 
 from vsr.backends.options import INFERENCE_FIELDS, InferenceOptions
 from vsr.errors import UsageError
+from vsr.media.deinterlace import check_mode
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class RunConfig:
     input: Path
     output: Path | None = None
     inference: InferenceOptions = field(default_factory=InferenceOptions)
-    codec: str = "libx264"
+    #: the video encoder; ``None``: the output container's usual one (libx264, VP9 for
+    #: WebM, libx265 for HDR: :func:`vsr.media.encode.default_codec`)
+    codec: str | None = None
     crf: int | None = None
     preset: str | None = None
     pix_fmt: str | None = None
@@ -34,10 +37,13 @@ class RunConfig:
     overwrite: bool = False
     quiet: bool = False
     queue_size: int = 8
+    #: auto (interlaced input only), off, bwdif or yadif (:mod:`vsr.media.deinterlace`)
+    deinterlace: str = "auto"
 
     def __post_init__(self) -> None:
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise UsageError(f"crf must be between 0 and 63, got {self.crf}")
+        check_mode(self.deinterlace)
 
     def resolved_output(self) -> Path:
         """The output path: as given, or ``<input folder>/<stem>_<model>_x<scale><suffix>``."""
@@ -80,6 +86,7 @@ VIDEO_FIELDS = (
     "crf",
     "preset",
     "pix_fmt",
+    "deinterlace",
 )
 #: Fields that decide where the network ran. Outputs agree across them only up to float
 #: rounding, so the segments of one ``--resume`` output must not mix them; a finished file

@@ -21,6 +21,7 @@ bilinear instead of bicubic chroma, and RGB gamut clipping of out-of-gamut YUV.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -126,7 +127,7 @@ class OpenCVBackend:
         if out.shape != expected:
             raise WeightsError(f"OpenCV made {out.shape} from {bgr.shape}, expected {expected}")
         planes = bgr_to_yuv(out, self.color, pix_fmt=frame.pix_fmt, height=frame.height)
-        return Frame(frame.index, frame.pts, frame.time_base, planes, frame.pix_fmt)
+        return replace(frame, planes=planes)  # index, pts, time base, format, captions
 
 
 def _upsample_plane(plane: np.ndarray, height: int, width: int) -> np.ndarray:

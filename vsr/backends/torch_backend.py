@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -274,8 +275,7 @@ class TorchBackend(HostTransfer, OOMFallback):
                     )
                     luma = self._finish_host(pending.pop(), np_dtype)
                     return [
-                        Frame(f.index, f.pts, f.time_base, (luma[i], cu[i], cv[i]), f.pix_fmt)
-                        for i, f in enumerate(frames)
+                        replace(f, planes=(luma[i], cu[i], cv[i])) for i, f in enumerate(frames)
                     ]
                 for k in (1, 2):
                     c = self._to_device([f.planes[k] for f in frames], peak)
@@ -297,7 +297,4 @@ class TorchBackend(HostTransfer, OOMFallback):
                 if p.buf is not None and p.buf.busy:
                     p.buf.wait()
                     self._release(p.buf)
-        return [
-            Frame(f.index, f.pts, f.time_base, (ys[i], us[i], vs[i]), f.pix_fmt)
-            for i, f in enumerate(frames)
-        ]
+        return [replace(f, planes=(ys[i], us[i], vs[i])) for i, f in enumerate(frames)]

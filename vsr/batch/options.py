@@ -56,7 +56,7 @@ def job_params(options: Mapping[str, Any]) -> dict[str, Any]:
     every job. Raises UsageError for bad values, an unknown model or scale, missing
     weights, or an encoder this FFmpeg lacks."""
     from vsr.config import config_values, make_config
-    from vsr.media.encode import check_encoder
+    from vsr.media.codecs import check_encoder
     from vsr.models.registry import get_spec
 
     flags = {k: v for k, v in options.items() if k not in ("input", "output")}

@@ -25,6 +25,7 @@ from vsr.cli.common import (
     Codec,
     Crf,
     Debug,
+    Deinterlace,
     Json,
     NoAudio,
     OptDevice,
@@ -144,6 +145,7 @@ def run_command(
     preset: Preset = None,
     pix_fmt: PixFmt = None,
     no_audio: NoAudio = False,
+    deinterlace: Deinterlace = None,
     jobs: Jobs = 1,
     engine: Engine = "local",
     ray_address: RayAddress = None,
@@ -188,6 +190,7 @@ def run_command(
             "preset": preset,
             "pix_fmt": pix_fmt,
             "audio": False if no_audio else None,
+            "deinterlace": deinterlace,
         }
         cfg = BatchConfig(
             inputs=tuple(inputs),

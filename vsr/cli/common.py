@@ -102,7 +102,13 @@ SelfEnsemble = Annotated[
 ]
 
 # Encoding (run, batch, bench).
-Codec = Annotated[str | None, codec_option("Video encoder (default: libx264).")]
+Codec = Annotated[
+    str | None,
+    codec_option(
+        "Video encoder (default: the output container's usual encoder: libx264, "
+        "VP9 for WebM, libx265 for HDR)."
+    ),
+]
 Crf = Annotated[int | None, typer.Option("--crf", help="Constant rate factor (quality).")]
 Preset = Annotated[
     str | None,
@@ -112,6 +118,14 @@ PixFmt = Annotated[
     str | None, typer.Option("--pix-fmt", help="Output pixel format (default: the input's).")
 ]
 NoAudio = Annotated[bool, typer.Option("--no-audio", help="Drop audio.")]
+Deinterlace = Annotated[
+    str | None,
+    typer.Option(
+        "--deinterlace",
+        help="auto (interlaced input only), off, bwdif or yadif: deinterlace before the "
+        "model with FFmpeg's filter, one frame per frame, timestamps kept (default: auto).",
+    ),
+]
 
 # ----------------------------------------------------------------------------------------
 # Logging, errors, signals

@@ -15,6 +15,7 @@ from vsr.cli.common import (
     Codec,
     Crf,
     Debug,
+    Deinterlace,
     Device,
     FinalJson,
     Json,
@@ -88,6 +89,7 @@ def run(
     preset: Preset = None,
     pix_fmt: PixFmt = None,
     no_audio: NoAudio = False,
+    deinterlace: Deinterlace = None,
     overwrite: Annotated[bool, overwrite_option("Replace an existing output.")] = False,
     quiet: Quiet = False,
     as_json: FinalJson = False,
@@ -147,6 +149,7 @@ def run(
             "preset": preset,
             "pix_fmt": pix_fmt,
             "audio": False if no_audio else None,
+            "deinterlace": deinterlace,
             "overwrite": overwrite or None,
             "quiet": quiet or None,
         }

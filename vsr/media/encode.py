@@ -1,8 +1,6 @@
-"""The video encoder: which encoder and options to use, and the one encoder core.
-
-Encoder policy (:func:`resolve_codec`, :func:`check_encoder`, the per-encoder default
-options, the pixel format an encoder gets, the output-size rule) and
-:class:`VideoEncoder`, which adds an encoded video stream to an output container and
+"""The video encoder core: the per-encoder default options, the pixel format an encoder
+gets, the output-size rule, and :class:`VideoEncoder` (which encoder to use is
+:mod:`vsr.media.codecs`), which adds an encoded video stream to an output container and
 encodes :class:`~vsr.media.frame.Frame` objects into it. Every sink encodes through it:
 the file :class:`~vsr.media.writer.Writer` (``vsr run``, ``--resume`` segments,
 ``vsr batch``) and the live :class:`~vsr.live.sinks.AvSink` (``vsr stream``), so
@@ -11,7 +9,6 @@ timestamps, colour tags and encoder settings follow one rule everywhere.
 
 from __future__ import annotations
 
-import functools
 import logging
 from fractions import Fraction
 from typing import Any
@@ -20,37 +17,25 @@ import av
 import av.error
 import numpy as np
 
-from vsr.errors import EncoderError, UsageError
+from vsr.errors import EncoderError
+from vsr.media.captions import CaptionedFrames, carries_captions
 from vsr.media.color import apply_color
 from vsr.media.frame import PLANAR_FORMATS, ColorInfo, Frame
+from vsr.media.hdr import HdrMetadata, hdr10_options
 from vsr.media.probe import describe_av_error
 
 __all__ = [
-    "AUTO_CODECS",
-    "KNOWN_ENCODERS",
-    "NVENC_DEFAULT_CQ",
     "NVENC_PRESETS",
     "VideoEncoder",
-    "check_encoder",
     "choose_pix_fmt",
-    "encoder_available",
-    "encoder_opens",
     "nvenc_options",
     "output_size",
     "rescale_pts",
-    "resolve_codec",
     "to_av_frame",
 ]
 
 log = logging.getLogger("vsr")
 
-#: Video encoders the writer knows how to configure (others get generic options).
-KNOWN_ENCODERS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc")
-#: ``codec`` values resolved per run: (NVENC encoder tried on CUDA, software fallbacks).
-AUTO_CODECS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "auto": ("h264_nvenc", ("libx264",)),
-    "auto-hevc": ("hevc_nvenc", ("libx265", "libx264")),
-}
 #: x264/x265 preset names -> NVENC presets (p1 fastest ... p7 best); p1..p7 and NVENC's
 #: own names (``hq``, ``ll``, ``lossless``...) pass through as they are.
 NVENC_PRESETS = {
@@ -65,84 +50,6 @@ NVENC_PRESETS = {
     "veryslow": "p7",
     "placebo": "p7",
 }
-#: NVENC's ``cq`` when ``auto`` picked it and no crf was given: the software encoder's
-#: default crf (x264 23, x265 28), so that ``auto`` keeps a comparable quality.
-NVENC_DEFAULT_CQ = {"h264_nvenc": 23, "hevc_nvenc": 28}
-
-
-# -- encoder policy ------------------------------------------------------------------------
-
-
-def encoder_available(codec: str) -> bool:
-    """True if this FFmpeg build has the encoder ``codec`` (hardware may still be missing)."""
-    try:
-        av.Codec(codec, "w")
-    except (ValueError, av.error.FFmpegError):
-        return False
-    return True
-
-
-@functools.lru_cache(maxsize=16)
-def encoder_opens(codec: str, pix_fmt: str = "yuv420p") -> bool:
-    """Whether ``codec`` really opens here for ``pix_fmt`` (a tiny 256x256 encoder is
-    opened and dropped): hardware encoders need their device and driver, which
-    :func:`encoder_available` cannot tell. Cached per process."""
-    if not encoder_available(codec):
-        return False
-    try:
-        ctx: Any = av.CodecContext.create(codec, "w")
-        ctx.width = ctx.height = 256
-        ctx.pix_fmt = pix_fmt
-        ctx.time_base = Fraction(1, 25)
-        ctx.framerate = Fraction(25)
-        ctx.open()
-    except Exception as exc:  # any failure means "not usable here"
-        log.debug("encoder %s (%s) does not open: %s", codec, pix_fmt, exc)
-        return False
-    return True
-
-
-def _on_cuda(device: str) -> bool:
-    name = device.strip().lower()
-    if name == "auto":
-        try:
-            import torch
-        except ImportError:
-            return False
-        return bool(torch.cuda.is_available())
-    return name.startswith("cuda")
-
-
-def resolve_codec(codec: str, *, device: str = "auto", pix_fmt: str | None = None) -> str:
-    """The encoder to use for ``codec``: itself, or for ``auto`` (``auto-hevc``)
-    ``h264_nvenc`` (``hevc_nvenc``) when ``device`` is CUDA (``auto``: CUDA when torch
-    sees a GPU) and that encoder opens here for ``pix_fmt``'s bit depth, else
-    ``libx264`` (``libx265``, else ``libx264``)."""
-    if codec not in AUTO_CODECS:
-        return codec
-    nvenc, fallbacks = AUTO_CODECS[codec]
-    # the format choose_pix_fmt would hand NVENC: p010le for 10-bit, else 4:4:4 or 4:2:0
-    wanted = pix_fmt or "yuv420p"
-    if PLANAR_FORMATS.get(wanted, (8, 1, 1))[0] > 8:
-        probe_fmt = "p010le"
-    else:
-        probe_fmt = "yuv444p" if wanted == "yuv444p" else "yuv420p"
-    if _on_cuda(device) and encoder_opens(nvenc, probe_fmt):
-        return nvenc
-    return next((c for c in fallbacks if encoder_available(c)), fallbacks[-1])
-
-
-def check_encoder(codec: str) -> None:
-    """Raise UsageError (exit 2) when this FFmpeg build has no encoder ``codec``
-    (for ``auto``: not even its software fallback)."""
-    if codec in AUTO_CODECS:
-        codec = resolve_codec(codec, device="cpu")
-    if not encoder_available(codec):
-        known = ", ".join(c for c in KNOWN_ENCODERS if encoder_available(c))
-        raise UsageError(
-            f"video encoder {codec!r} is not available in this FFmpeg build",
-            hint=f"available: {known}",
-        )
 
 
 def nvenc_options(crf: int | None, preset: str | None) -> dict[str, str]:
@@ -300,6 +207,14 @@ class VideoEncoder:
     does not increase becomes the last pts + 1 and is counted in :attr:`pts_fixes`, for
     the owner to report.
 
+    Scan: the stream is flagged progressive (``field_order``): vsr encodes whole frames
+    (interlaced input is deinterlaced by the reader, :mod:`vsr.media.deinterlace`).
+
+    Captions: a frame's A/53 closed captions (``Frame.captions``) are attached to the
+    encoded frame as ``A53_CC`` side data, which encoders with ``a53cc`` (set on) write
+    into the bitstream (:mod:`vsr.media.captions`); counted in :attr:`caption_frames`,
+    or in :attr:`captions_dropped` for an encoder that cannot carry them.
+
     Args:
         out: the output container (``av.open(..., "w")``), before its header is written.
         codec: the encoder (already resolved: no ``auto``).
@@ -318,6 +233,9 @@ class VideoEncoder:
         gop_size: the keyframe interval in frames (``None``: the encoder's default).
         fit: frames of any other size are scaled to ``width`` x ``height`` instead of
             refused (a live source may come back at another size after a reconnect).
+        hdr: HDR10 static metadata to write, merged into the encoder's parameter string
+            (``x265-params``...; parameters already given there win) where the encoder
+            takes it (:func:`vsr.media.hdr.hdr10_options`); ``None``: none.
 
     Raises:
         EncoderError: the container cannot hold ``codec``, or the encoder does not open.
@@ -343,6 +261,7 @@ class VideoEncoder:
         threads: int = 0,
         gop_size: int | None = None,
         fit: bool = False,
+        hdr: HdrMetadata | None = None,
     ) -> None:
         self.codec = codec
         self.width = width
@@ -356,7 +275,15 @@ class VideoEncoder:
         self.last_pts: int | None = None
         #: frames whose pts did not increase and were moved to last + 1
         self.pts_fixes = 0
+        #: packets whose dts the encoder got wrong and that were given their pts
+        self.dts_fixes = 0
+        self._last_dts: int | None = None
         self.frames = 0
+        #: frames encoded with their A/53 captions, and frames whose captions were dropped
+        self.caption_frames = 0
+        self.captions_dropped = 0
+        self.carries_captions = carries_captions(codec)
+        self._captioned = CaptionedFrames()
         self._out = out
         fmt = out.format.name
         try:
@@ -382,10 +309,13 @@ class VideoEncoder:
         if sample_aspect_ratio is not None and sample_aspect_ratio != 1:
             ctx.sample_aspect_ratio = sample_aspect_ratio
         apply_color(ctx, self.color)
+        ctx.field_order = 1  # AV_FIELD_PROGRESSIVE: whole frames, never fields
         if rotation:
             stream.set_display_rotation(rotation)
         base = _encoder_options(codec, crf, preset) if defaults else {}
-        ctx.options = {**base, **(options or {})}
+        if self.carries_captions:
+            base["a53cc"] = "1"  # A53_CC side data -> SEI / user data
+        ctx.options = hdr10_options(codec, {**base, **(options or {})}, hdr)
         try:
             ctx.open()  # now, so a missing GPU or bad option fails before any work
         except (av.error.FFmpegError, ValueError) as exc:
@@ -414,6 +344,30 @@ class VideoEncoder:
 
     def _step(self) -> int:
         return max(1, round(1 / (self.rate * self.time_base)))
+
+    #: How many frames an encoder's dts may lie before its pts (B-frame reordering).
+    MAX_REORDER = 64
+
+    def _checked_dts(self, packets: Any) -> list[Any]:
+        """The encoder's packets, a dts that cannot be right replaced: libx265 (seen with
+        FFmpeg 8.1) can return an uninitialised dts, far below the pts, when it encodes
+        only one or two frames, and the muxer then refuses the packet. Such a dts (above
+        the pts, or more than :attr:`MAX_REORDER` frames below it) becomes the pts, kept
+        above the previous packet's dts."""
+        out = list(packets)
+        reach = self.MAX_REORDER * self._step()
+        for packet in out:
+            pts, dts = packet.pts, packet.dts
+            if pts is not None and dts is not None and (dts > pts or pts - dts > reach):
+                fixed = pts
+                if self._last_dts is not None and fixed <= self._last_dts:
+                    fixed = self._last_dts + 1
+                log.debug("%s gave dts %d for pts %d; using %d", self.codec, dts, pts, fixed)
+                packet.dts = dts = fixed
+                self.dts_fixes += 1
+            if dts is not None:
+                self._last_dts = dts
+        return out
 
     # -- frames ----------------------------------------------------------------------------
 
@@ -446,7 +400,10 @@ class VideoEncoder:
                 f"frame {frame.index} planes must be {np.dtype(dtype).name} for {frame.pix_fmt}"
             )
         color = self.color
-        av_frame = to_av_frame(planes, frame.pix_fmt)
+        if frame.captions is not None and self.carries_captions:
+            av_frame = self._captioned.make(planes, frame.pix_fmt, frame.captions)
+        else:
+            av_frame = to_av_frame(planes, frame.pix_fmt)
         apply_color(av_frame, color)
         if frame.pix_fmt != self.pix_fmt or not same:
             # Depth/chroma conversion (or fit): keep the range (swscale would go to limited).
@@ -475,12 +432,17 @@ class VideoEncoder:
         av_frame.pts = self.next_pts(frame.pts, frame.time_base)
         av_frame.time_base = self.time_base
         try:
-            packets = list(self.stream.encode(av_frame))
+            packets = self._checked_dts(self.stream.encode(av_frame))
         except (av.error.FFmpegError, ValueError) as exc:
             raise EncoderError(
                 f"encoding frame {frame.index} with {self.codec} failed: {describe_av_error(exc)}"
             ) from None
         self.frames += 1
+        if frame.captions is not None:
+            if self.carries_captions:
+                self.caption_frames += 1
+            else:
+                self.captions_dropped += 1
         return packets
 
     def write(self, frame: Frame) -> None:
@@ -505,7 +467,7 @@ class VideoEncoder:
             EncoderError: the encoder failed.
         """
         try:
-            return list(self.stream.encode(None))
+            return self._checked_dts(self.stream.encode(None))
         except (av.error.FFmpegError, ValueError) as exc:
             raise EncoderError(
                 f"flushing encoder {self.codec} failed: {describe_av_error(exc)}"

@@ -48,6 +48,9 @@ class Frame:
 
     ``planes`` holds Y, U, V as 2-D arrays: uint8 for 8-bit formats, uint16 (values
     0..1023) for 10-bit ones. ``pts`` is ``None`` only when the container gave none.
+    ``captions``: the frame's ATSC A/53 closed captions (the ``cc_data`` bytes of its
+    ``A53_CC`` side data, :mod:`vsr.media.captions`), ``None`` when it has none; whatever
+    makes a new frame from this one keeps them (``dataclasses.replace``).
     """
 
     index: int
@@ -55,6 +58,7 @@ class Frame:
     time_base: Fraction
     planes: tuple[np.ndarray, np.ndarray, np.ndarray]
     pix_fmt: str
+    captions: bytes | None = None
 
     @property
     def width(self) -> int:

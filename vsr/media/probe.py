@@ -16,8 +16,11 @@ import av
 import av.error
 
 from vsr.errors import InputNotFoundError, MediaError
+from vsr.media.captions import frame_captions
 from vsr.media.color import color_from_av
+from vsr.media.deinterlace import field_order_name
 from vsr.media.frame import ColorInfo
+from vsr.media.hdr import HdrMetadata, dynamic_hdr_from, hdr_from_frame
 
 __all__ = [
     "MediaInfo",
@@ -59,6 +62,16 @@ class VideoInfo:
     start_time: int | None = None
     sample_aspect_ratio: Fraction | None = None
     profile: str | None = None
+    #: HDR10 static metadata of the first frame (mastering display, MaxCLL/MaxFALL)
+    hdr: HdrMetadata | None = None
+    #: dynamic HDR the source carries: "HDR10+", "Dolby Vision", "HDR Vivid"
+    dynamic_hdr: tuple[str, ...] = ()
+    #: "progressive", "tt", "bb", "tb", "bt" (the stream's field order), "interlaced" (the
+    #: stream does not say, its first frame is flagged interlaced), ``None``: unknown
+    #: (:mod:`vsr.media.deinterlace`)
+    field_order: str | None = None
+    #: the first frame carries ATSC A/53 closed captions (:mod:`vsr.media.captions`)
+    a53_captions: bool = False
 
     @property
     def frames_estimate(self) -> int | None:
@@ -68,6 +81,11 @@ class VideoInfo:
         if self.duration is not None and self.frame_rate is not None:
             return round(self.duration * self.frame_rate)
         return None
+
+    @property
+    def is_hdr(self) -> bool:
+        """Whether the transfer is an HDR one: PQ (``smpte2084``) or HLG (``arib-std-b67``)."""
+        return self.color.transfer in ("smpte2084", "arib-std-b67")
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +367,12 @@ def info_from_container(container: Any, path: str | os.PathLike[str]) -> MediaIn
         start_time=video.start_time,
         sample_aspect_ratio=sar,
         profile=video.profile,
+        hdr=hdr_from_frame(first),
+        dynamic_hdr=dynamic_hdr_from(first, video),
+        field_order=field_order_name(
+            ctx.field_order, first_frame_interlaced=first is not None and first.interlaced_frame
+        ),
+        a53_captions=first is not None and frame_captions(first) is not None,
     )
     audio = tuple(_audio_info(s) for s in container.streams.audio)
     subtitles = tuple(_other_info(s, "subtitle") for s in container.streams.subtitles)

@@ -22,6 +22,7 @@ from typing import Any
 import av.error
 
 from vsr.errors import MediaError
+from vsr.media.captions import frame_captions
 from vsr.media.decode import (
     DecodeStats,
     Packet,
@@ -30,6 +31,7 @@ from vsr.media.decode import (
     frame_from_av,
     planar_format,
 )
+from vsr.media.deinterlace import Deinterlacer, check_mode, choose_filter
 from vsr.media.frame import Frame
 from vsr.media.probe import MediaInfo, describe_av_error, is_url, open_input, probe
 
@@ -43,7 +45,8 @@ class _SeekMissed(Exception):
 
 
 class Reader:
-    """Read one media file: video frames decoded, audio and subtitle packets as they are.
+    """Read one media file: video frames decoded, audio, subtitle and data packets as they
+    are.
 
     Use as a context manager, or call :meth:`close`. :meth:`items` (or :meth:`frames`, or
     :meth:`frames_after` to resume) may be abandoned at any point (close the generator,
@@ -54,11 +57,18 @@ class Reader:
         threads: decoder threads (0 = FFmpeg chooses); threaded decoding is on.
         audio: yield audio packets.
         subtitles: yield subtitle packets.
+        data: yield data stream packets (e.g. a MOV/MP4 timecode or chapter track).
         info: a :class:`MediaInfo` already probed for this path (saves a second probe).
         options: FFmpeg demuxer/protocol options (e.g. ``{"rtsp_transport": "tcp"}``).
+        deinterlace: ``auto`` (interlaced input only), ``off``, ``bwdif`` or ``yadif``: the
+            frames go through FFmpeg's deinterlacer before they are yielded, one frame per
+            frame, each keeping its pts (the policy: :mod:`vsr.media.deinterlace`).
+
+    Every frame carries the A/53 closed captions of the decoded frame (``Frame.captions``).
 
     Raises:
         InputNotFoundError, MediaError: as :func:`~vsr.media.probe.probe`.
+        UsageError: an unknown ``deinterlace``.
     """
 
     def __init__(
@@ -68,10 +78,13 @@ class Reader:
         threads: int = 0,
         audio: bool = True,
         subtitles: bool = True,
+        data: bool = True,
         info: MediaInfo | None = None,
         options: dict[str, str] | None = None,
+        deinterlace: str = "auto",
     ) -> None:
         self._closed = True
+        self.deinterlace = check_mode(deinterlace)
         self._container: Any = None
         self.path: str | Path = str(path) if is_url(path) else Path(path)
         self.info: MediaInfo = info if info is not None else probe(path)
@@ -80,6 +93,7 @@ class Reader:
         self._threads = max(0, int(threads))
         self._audio = audio
         self._subtitles = subtitles
+        self._data = data
         self._open()
         self.frames_read = 0
         self.packets_read = 0
@@ -99,6 +113,8 @@ class Reader:
                 streams += list(self._container.streams.audio)
             if self._subtitles:
                 streams += list(self._container.streams.subtitles)
+            if self._data:
+                streams += list(self._container.streams.data)
             self._streams: list[Any] = streams
         except BaseException:
             self.close()
@@ -145,6 +161,7 @@ class Reader:
         time_base = self.info.video.time_base
         rule = PtsRule(self.info.video.frame_rate, time_base)
         stats = DecodeStats()
+        deint = self._deinterlacer()
         decoded = demux_decode(self._container, self._streams, self._video, stats)
         try:
             for is_video, item in decoded:
@@ -153,9 +170,15 @@ class Reader:
                     yield item
                     continue
                 pts = rule.next(item)
-                frame = frame_from_av(item, index=self.frames_read, pts=pts, time_base=time_base)
-                self.frames_read += 1
-                yield frame
+                if deint is None:  # progressive input: no filter
+                    yield self._frame(item, self.frames_read, pts, frame_captions(item))
+                    continue
+                # one frame late; each output keeps its input's pts and captions
+                for out, (out_pts, captions) in deint.push(item, (pts, frame_captions(item))):
+                    yield self._frame(out, self.frames_read, out_pts, captions)
+            if deint is not None:  # the end: the filter's last frame
+                for out, (out_pts, captions) in deint.flush():
+                    yield self._frame(out, self.frames_read, out_pts, captions)
         finally:
             decoded.close()
             self.decode_errors += stats.errors
@@ -178,7 +201,8 @@ class Reader:
         input is opened again, decoded from the start and the first ``skip`` frames are
         discarded (the last of them must have pts ``after_pts``); so too without
         ``after_pts``. ``skip == 0`` reads from the start. Only video frames are yielded:
-        open the reader with ``audio=False, subtitles=False`` to demux video alone.
+        open the reader with ``audio=False, subtitles=False, data=False`` to demux video
+        alone.
 
         Damaged input: every frame that decodes is yielded; then one warning says how many
         packets failed to decode.
@@ -217,6 +241,7 @@ class Reader:
         skipping = skip > 0
         seen = 0  # frames decoded (without seek: from the start)
         index = skip
+        deint = self._deinterlacer()
         decoded = demux_decode(self._container, self._streams, video, stats)
         try:
             for is_video, item in decoded:
@@ -224,14 +249,14 @@ class Reader:
                     continue
                 pts = rule.next(item)
                 seen += 1
+                keep = not skipping
                 if skipping:
                     if seek:
                         if pts is None or after_pts is None or pts > after_pts:
                             raise _SeekMissed
                         if pts == after_pts:
                             skipping = False
-                        continue
-                    if seen == skip:
+                    elif seen == skip:
                         skipping = False
                         if after_pts is not None and pts != after_pts:
                             raise MediaError(
@@ -239,11 +264,24 @@ class Reader:
                                 f"{after_pts}",
                                 hint="the input changed; remove the work directory",
                             )
+                if deint is not None:
+                    # skipped frames go through the filter too, so that the first kept
+                    # frame is made from the same neighbours as in a run from the start
+                    tag = (pts, frame_captions(item) if keep else None, keep)
+                    for out, (out_pts, captions, kept) in deint.push(item, tag):
+                        if kept:
+                            yield self._frame(out, index, out_pts, captions)
+                            index += 1
                     continue
-                frame = frame_from_av(item, index=index, pts=pts, time_base=time_base)
+                if not keep:
+                    continue
+                yield self._frame(item, index, pts, frame_captions(item))
                 index += 1
-                self.frames_read += 1
-                yield frame
+            if deint is not None:  # the end: the filter's last frame
+                for out, (out_pts, captions, kept) in deint.flush():
+                    if kept:
+                        yield self._frame(out, index, out_pts, captions)
+                        index += 1
         finally:
             decoded.close()
         if stats.demux_error is not None:
@@ -270,6 +308,24 @@ class Reader:
                 stats.errors,
                 describe_av_error(stats.last_error) if stats.last_error is not None else "?",
             )
+
+    def _deinterlacer(self) -> Deinterlacer | None:
+        """The deinterlacer the policy runs on this input, ``None`` for none (decided
+        once per input from the probe, so progressive input costs nothing per frame)."""
+        order = self.info.video.field_order
+        name = choose_filter(self.deinterlace, order)
+        if name is None:
+            return None
+        log.info("%s: %s input, deinterlacing with %s", self.path, order or "progressive", name)
+        every_frame = None if self.deinterlace == "auto" else True
+        return Deinterlacer(name, every_frame=every_frame, field_order=order)
+
+    def _frame(self, av_frame: Any, index: int, pts: int | None, captions: bytes | None) -> Frame:
+        """A decoded (or deinterlaced) frame as a :class:`Frame`; counts it as read."""
+        frame = frame_from_av(av_frame, index=index, pts=pts, time_base=self.info.video.time_base)
+        frame.captions = captions
+        self.frames_read += 1
+        return frame
 
     def _report_damage(self, error: BaseException | None) -> None:
         name = str(self.path)

@@ -4,10 +4,15 @@ For every source stream the output gets one *route*: the output stream itself (r
 packets copied byte for byte, timestamps rescaled when muxed), a :class:`_Transcode`
 (audio the container cannot hold: decoded and re-encoded, Opus for WebM, AAC otherwise)
 or a :class:`_SubtitleConvert` (text subtitles in a codec the container refuses:
-converted to its own text codec); other streams get none and are dropped with a warning.
-Also here: the container's global tags and chapters, and :func:`open_audio_encoder`, the
-one way an audio encoder stream is opened (the transcode path here, and the live sinks'
-AAC).
+converted to its own text codec); data streams the container holds are remuxed the same
+way. Streams that need no packets from the reader are written at set-up: Matroska
+attachments (fonts, images), cover art (an attached picture: its one packet is read from
+the writer's own source container) and the timecode (a MOV/MP4 ``tmcd`` track: the source's
+value is written as the output video's ``timecode`` tag, from which FFmpeg makes a new
+track in MOV/MP4 and a ``TIMECODE`` tag in Matroska). What a container cannot hold is
+dropped with one warning per kind. Also here: the container's global tags and chapters,
+and :func:`open_audio_encoder`, the one way an audio encoder stream is opened (the
+transcode path here, and the live sinks' AAC).
 
 These functions work on PyAV objects of one thread (the :class:`~vsr.media.writer.Writer`
 that owns them); errors from FFmpeg are left to the caller unless said otherwise.
@@ -31,6 +36,9 @@ from vsr.media.probe import describe_av_error, stream_codec_name
 __all__ = [
     "DEFAULT_ASS_HEADER",
     "Route",
+    "can_remux",
+    "copy_stream_tags",
+    "remux",
     "add_routes",
     "copy_container_tags",
     "flush_route",
@@ -109,7 +117,7 @@ def open_audio_encoder(
     return stream
 
 
-def _can_remux(format_name: str, template: Any) -> bool:
+def can_remux(format_name: str, template: Any) -> bool:
     """Whether ``format_name`` can carry ``template``'s codec as it is (header test)."""
     try:
         with av.open(io.BytesIO(), "w", format=format_name) as test:
@@ -120,7 +128,7 @@ def _can_remux(format_name: str, template: Any) -> bool:
     return True
 
 
-def _copy_stream_tags(src: Any, dst: Any) -> None:
+def copy_stream_tags(src: Any, dst: Any) -> None:
     meta = src.metadata or {}
     for key in ("language", "title"):
         if meta.get(key):
@@ -135,7 +143,7 @@ def copy_container_tags(src: Any, out: Any, video_stream: Any, video_index: int,
     ``src`` is the source container, ``video_index`` its video stream (whose tags go to
     ``video_stream``), ``name`` the source's name for the log.
     """
-    _copy_stream_tags(src.streams[video_index], video_stream)
+    copy_stream_tags(src.streams[video_index], video_stream)
     for key, value in (src.metadata or {}).items():
         if key.lower() not in _TECHNICAL_TAGS:
             out.metadata[key] = value
@@ -145,28 +153,22 @@ def copy_container_tags(src: Any, out: Any, video_stream: Any, video_index: int,
             out.set_chapters(chapters)
     except (AttributeError, ValueError, TypeError, av.error.FFmpegError) as exc:
         log.info("chapters of %s not copied: %s", name, exc)
-    if src.streams.data:
-        log.warning(
-            "%s: %d data stream(s) (e.g. timecode) are not copied",
-            name,
-            len(src.streams.data),
-        )
 
 
-def _remux(out: Any, src_stream: Any, fmt: str) -> Any:
+def remux(out: Any, src_stream: Any, fmt: str) -> Any:
     """The output stream that carries ``src_stream``'s packets unchanged, when the
     container holds its codec; else ``None``."""
-    if not _can_remux(fmt, src_stream):
+    if not can_remux(fmt, src_stream):
         return None
     stream = out.add_stream_from_template(src_stream)
-    _copy_stream_tags(src_stream, stream)
+    copy_stream_tags(src_stream, stream)
     return stream
 
 
 def _add_audio(out: Any, src_stream: Any, fmt: str, fidelity: Fidelity) -> Route | None:
     name = src_stream.codec_context.name if src_stream.codec_context else "?"
     codec = stream_codec_name(src_stream)
-    remuxed = _remux(out, src_stream, fmt)
+    remuxed = remux(out, src_stream, fmt)
     if remuxed is not None:
         fidelity.record(src_stream.index, "audio", codec, "copied")
         return remuxed
@@ -198,7 +200,7 @@ def _add_audio(out: Any, src_stream: Any, fmt: str, fidelity: Fidelity) -> Route
             f"{fmt} cannot hold it and {target} failed: {describe_av_error(exc)}",
         )
         return None
-    _copy_stream_tags(src_stream, stream)
+    copy_stream_tags(src_stream, stream)
     log.warning(
         "the %s container cannot hold %s audio (stream %d): transcoding it to %s",
         fmt,
@@ -219,7 +221,7 @@ def _add_audio(out: Any, src_stream: Any, fmt: str, fidelity: Fidelity) -> Route
 def _add_subtitle(out: Any, src_stream: Any, fmt: str, fidelity: Fidelity) -> Route | None:
     name = src_stream.codec_context.name if src_stream.codec_context else "?"
     codec = stream_codec_name(src_stream)
-    remuxed = _remux(out, src_stream, fmt)
+    remuxed = remux(out, src_stream, fmt)
     if remuxed is not None:
         fidelity.record(src_stream.index, "subtitle", codec, "copied")
         return remuxed
@@ -249,7 +251,7 @@ def _add_subtitle(out: Any, src_stream: Any, fmt: str, fidelity: Fidelity) -> Ro
                 f"cannot convert it to {target}: {describe_av_error(exc)}",
             )
             return None
-        _copy_stream_tags(src_stream, stream)
+        copy_stream_tags(src_stream, stream)
         log.warning(
             "the %s container cannot hold %s subtitles (stream %d): converting them to %s",
             fmt,
@@ -284,13 +286,14 @@ def add_routes(
     audio: bool,
     subtitles: bool,
     fidelity: Fidelity,
-    video_index: int,
 ) -> dict[int, Route]:
     """Output streams for the source's audio (if ``audio``) and subtitle (if
     ``subtitles``) streams: remuxed, transcoded or converted, each with its language,
     title and disposition. Returns the routes by source stream index (streams the
-    container cannot take at all are left out, with a warning). Every source stream but
-    the upscaled video (``video_index``) gets its fate in ``fidelity``."""
+    container cannot take at all are left out, with a warning). Each stream's fate goes
+    into ``fidelity``. The other streams (data, attachments, cover art, timecode) are
+    :mod:`vsr.media.extras`.
+    """
     fmt = out.format.name
     routes: dict[int, Route] = {}
     for src_stream in src.streams.audio:
@@ -306,53 +309,7 @@ def add_routes(
             route = _add_subtitle(out, src_stream, fmt, fidelity)
             if route is not None:
                 routes[src_stream.index] = route
-    _record_others(src, fidelity, video_index)
     return routes
-
-
-def _record_others(src: Any, fidelity: Fidelity, video_index: int) -> None:
-    """The fates of the streams no route carries: other video streams, data streams."""
-    for stream in src.streams.video:
-        if stream.index == video_index:
-            continue
-        cover = bool(stream.disposition & av.stream.Disposition.attached_pic)
-        fidelity.record(
-            stream.index,
-            "cover art" if cover else "video",
-            stream_codec_name(stream),
-            "dropped",
-            "cover art is not copied" if cover else "only one video stream is upscaled",
-        )
-    chapters = _chapter_count(src)
-    for stream in src.streams.data:
-        if _is_chapter_track(src, stream, chapters):
-            fidelity.record(stream.index, "chapters", None, "copied", f"{chapters} chapters")
-            continue
-        fidelity.record(
-            stream.index,
-            "data",
-            stream_codec_name(stream),
-            "dropped",
-            "data streams are not copied",
-        )
-
-
-def _chapter_count(src: Any) -> int:
-    try:
-        return len(src.chapters())
-    except (AttributeError, ValueError, TypeError, av.error.FFmpegError):
-        return 0
-
-
-def _is_chapter_track(src: Any, stream: Any, chapters: int) -> bool:
-    """MP4/MOV keep chapters in a text track that FFmpeg shows as a codec-less data stream
-    with one sample per chapter; the chapters themselves are copied as chapters."""
-    return (
-        chapters > 0
-        and "mov" in src.format.name
-        and stream.codec_context is None
-        and stream.frames == chapters
-    )
 
 
 def send_packet(out: Any, route: Route, packet: Packet) -> None:

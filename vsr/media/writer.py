@@ -25,18 +25,22 @@ import av.error
 
 from vsr.errors import EncoderError, MediaError
 from vsr.files import replace_durably, temp_sibling
-from vsr.media.decode import Packet, planar_format
-from vsr.media.encode import (
+from vsr.media.captions import caption_decision
+from vsr.media.codecs import (
     AUTO_CODECS,
     NVENC_DEFAULT_CQ,
-    VideoEncoder,
     check_encoder,
-    choose_pix_fmt,
-    output_size,
+    default_codec,
+    output_format,
     resolve_codec,
 )
+from vsr.media.decode import Packet, planar_format
+from vsr.media.deinterlace import describe as describe_interlacing
+from vsr.media.encode import VideoEncoder, choose_pix_fmt, output_size
+from vsr.media.extras import add_extras
 from vsr.media.fidelity import Fidelity
 from vsr.media.frame import PLANAR_FORMATS, Frame
+from vsr.media.hdr import record_hdr
 from vsr.media.probe import MediaInfo, describe_av_error, open_input
 from vsr.media.routes import Route, add_routes, copy_container_tags, flush_route, send_packet
 
@@ -60,6 +64,8 @@ class Writer:
     counts in milliseconds). Audio the container cannot hold is transcoded (Opus for WebM,
     AAC otherwise); text subtitles it cannot hold are converted to its own text codec
     (mov_text, SubRip, WebVTT); other subtitles are dropped. Each of these logs a warning.
+    Data streams, Matroska attachments, cover art and the timecode are kept where the
+    container can hold them, else dropped with a warning (see :mod:`vsr.media.routes`).
     Containers that cannot start below zero (Matroska, WebM) may shift every stream by
     the same amount when the source starts negative (AAC priming in MP4): sync is kept.
 
@@ -74,22 +80,30 @@ class Writer:
         source: the probed source.
         source_path: the source file (opened again here, header only).
         width, height: the output size before the even-size rule.
-        codec: video encoder name (``libx264`` by default), or ``auto`` / ``auto-hevc``:
-            NVENC when ``device`` is CUDA and the encoder opens, else libx264 / libx265
-            (see :func:`~vsr.media.encode.resolve_codec`); ``self.codec`` is the encoder
-            chosen.
+        codec: video encoder name; ``None`` (the default): the output container's usual
+            encoder (:func:`~vsr.media.encode.default_codec`: libx264, VP9 for WebM,
+            libx265 for HDR); ``auto`` / ``auto-hevc``: NVENC when ``device`` is CUDA and
+            the encoder opens, else libx264 / libx265 (see
+            :func:`~vsr.media.encode.resolve_codec`); ``self.codec`` is the encoder chosen,
+            recorded with the reason as the ``encoder`` decision of :attr:`fidelity`.
         device: the model's device, for ``auto`` (``"auto"``: CUDA when torch sees one).
         crf, preset: quality/speed, in the encoder's own terms (``None``: its default).
         pix_fmt: encoded pixel format; ``None`` keeps the source's (10-bit stays 10-bit
             where the encoder supports it, else falls back with a warning).
         audio: copy (or transcode) the source's audio streams.
         subtitles: copy the source's subtitle streams.
+        extras: copy the source's data streams, attachments, cover art and timecode
+            (``False``: a video-only file, such as a segment of ``vsr run --resume``).
         threads: encoder threads (0 = FFmpeg chooses).
         options: extra encoder options, passed to FFmpeg as they are.
         video_template: an already encoded input video stream (e.g. of a file another
             writer wrote with the same settings): the output video stream is copied from
             it (codec parameters, colour tags) instead of encoded, no encoder is opened,
             and :meth:`write_video_packet` fills it (stream copy). ``None``: encode.
+        deinterlace: the run's ``--deinterlace`` (the reader applies it; the writer
+            records the ``interlacing`` decision, :mod:`vsr.media.deinterlace`). The
+            output is always flagged progressive. A/53 closed captions on the frames are
+            written where the encoder can (``captions`` decision; :mod:`vsr.media.captions`).
 
     Raises:
         EncoderError: unknown/unavailable encoder, or the container cannot hold it.
@@ -104,16 +118,18 @@ class Writer:
         source_path: str | os.PathLike[str],
         width: int,
         height: int,
-        codec: str = "libx264",
+        codec: str | None = None,
         crf: int | None = None,
         preset: str | None = None,
         pix_fmt: str | None = None,
         audio: bool = True,
         subtitles: bool = True,
+        extras: bool = True,
         threads: int = 0,
         options: dict[str, str] | None = None,
         device: str = "auto",
         video_template: Any = None,
+        deinterlace: str = "auto",
     ) -> None:
         self.path = Path(output)
         self.tmp_path = temp_sibling(self.path)
@@ -128,8 +144,10 @@ class Writer:
         self.packets_written = 0
         self._routes: dict[int, Route] = {}
         self.copies_video = video_template is not None
+        self._extras = extras
         #: every source stream and what became of it, and the video decisions
         self.fidelity = Fidelity()
+        self.deinterlace = deinterlace
 
         check_encoder(codec)  # for auto: its software fallback
         wanted = pix_fmt or planar_format(source.video.pix_fmt)
@@ -138,11 +156,25 @@ class Writer:
                 f"pixel format {wanted!r} is not supported for output",
                 hint=f"use one of: {', '.join(PLANAR_FORMATS)}",
             )
-        if codec in AUTO_CODECS:
+        if codec is None:
+            fmt = output_format(self.path)
+            if fmt is None:
+                raise MediaError(
+                    f"cannot create {self.path}: no container has the extension "
+                    f"{self.path.suffix or '(none)'!r}",
+                    hint="use an extension such as .mp4, .mkv, .webm or .mov",
+                )
+            depth = PLANAR_FORMATS[wanted][0]
+            codec, reason = default_codec(fmt, bit_depth=depth, hdr=source.video.is_hdr)
+        elif codec in AUTO_CODECS:
             asked, codec = codec, resolve_codec(codec, device=device, pix_fmt=wanted)
+            reason = f"--codec {asked}"
             log.info("codec %s: encoding with %s", asked, codec)
             if crf is None and codec in NVENC_DEFAULT_CQ:
                 crf = NVENC_DEFAULT_CQ[codec]
+        else:
+            reason = "--codec"
+        self.fidelity.decide("encoder", f"{codec} ({reason})")
         #: the format handed to the encoder (frames in another format are converted)
         self.pix_fmt = choose_pix_fmt(codec, wanted)
         self.width, self.height = self.output_size(width, height, self.pix_fmt)
@@ -208,6 +240,7 @@ class Writer:
                 sample_aspect_ratio=vinfo.sample_aspect_ratio,
                 rotation=vinfo.rotation,
                 threads=threads,
+                hdr=vinfo.hdr,
             )
             self._video = self._encoder.stream
         copy_container_tags(self._src, self._out, self._video, vinfo.index, self.source_path.name)
@@ -220,13 +253,38 @@ class Writer:
             if video_template is None
             else f"{self.width}x{self.height}, stream copy of the upscaled segments",
         )
+        # HDR10 static metadata kept or dropped, dynamic HDR dropped (a copied video holds
+        # what the segments' encoder, the same codec, wrote)
+        record_hdr(
+            self.fidelity,
+            hdr=vinfo.hdr,
+            dynamic=vinfo.dynamic_hdr,
+            codec=self.codec,
+            source=self.source_path,
+        )
+        # what the reader did to an interlaced source (the same policy), and the captions
+        # of a copied video (the segments' encoder, the same codec, kept them or not)
+        self.fidelity.decide(
+            "interlacing", describe_interlacing(self.deinterlace, vinfo.field_order)
+        )
+        if video_template is not None:
+            copied = caption_decision(
+                self.codec, source=str(self.source_path), copied=vinfo.a53_captions
+            )
+            if copied is not None:
+                self.fidelity.decide("captions", copied)
         self._routes = add_routes(
-            self._src,
-            self._out,
-            audio=audio,
-            subtitles=subtitles,
-            fidelity=self.fidelity,
-            video_index=vinfo.index,
+            self._src, self._out, audio=audio, subtitles=subtitles, fidelity=self.fidelity
+        )
+        self._routes.update(
+            add_extras(
+                self._src,
+                self._out,
+                fidelity=self.fidelity,
+                video_index=vinfo.index,
+                video_stream=self._video,
+                write=self._extras,
+            )
         )
 
     def _add_copied_video(self, template: Any) -> Any:
@@ -344,6 +402,15 @@ class Writer:
             self.abort()
             raise
         self._state = "closed"
+        if self._encoder is not None:
+            captions = caption_decision(
+                self.codec,
+                source=str(self.source_path),
+                frames=self._encoder.caption_frames,
+                dropped=self._encoder.captions_dropped,
+            )
+            if captions is not None:
+                self.fidelity.decide("captions", captions)
         fixes = self._encoder.pts_fixes if self._encoder is not None else 0
         if fixes:
             log.warning(

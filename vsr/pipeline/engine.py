@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vsr.backends.build import build_backends, check_opencv_options
 from vsr.config import RunConfig
 from vsr.errors import InputNotFoundError, OutputExistsError, UsageError
-from vsr.media.encode import check_encoder
+from vsr.media.codecs import check_container, check_encoder, output_format, resolve_codec
+from vsr.media.decode import planar_format
 from vsr.media.fidelity import Fidelity
 from vsr.media.frame import Frame
 from vsr.media.probe import MediaInfo, probe
@@ -111,6 +112,9 @@ class Job:
     info: MediaInfo
     backends: list[Backend]  # one per device
     out_size: tuple[int, int]
+    #: ``cfg.codec``, or when that is ``None`` the output container's default encoder
+    #: (``auto`` stays ``auto``: each Writer resolves it)
+    codec: str | None = None
 
     @property
     def backend(self) -> Backend:
@@ -132,20 +136,22 @@ class Job:
 
     def writer(self, output: Path, **extra: object) -> Writer:
         """A Writer with the run's size and encoder settings (``extra``: audio, subtitles,
-        video_template; default audio: the run's)."""
+        video_template, codec; default audio: the run's, codec: ``cfg.codec``, which the
+        Writer resolves for ``output``'s container when ``None``)."""
         cfg = self.cfg
         extra.setdefault("audio", cfg.audio)
+        extra.setdefault("codec", cfg.codec)
         return Writer(
             output=output,
             source=self.info,
             source_path=cfg.input,
             width=self.out_size[0],
             height=self.out_size[1],
-            codec=cfg.codec,
             crf=cfg.crf,
             preset=cfg.preset,
             pix_fmt=cfg.pix_fmt,
             device=cfg.inference.first_device,
+            deinterlace=cfg.deinterlace,
             **extra,  # type: ignore[arg-type]
         )
 
@@ -204,11 +210,19 @@ class Job:
 def prepare(cfg: RunConfig) -> Job:
     """Check paths, probe the input, load the model and the backend(s).
 
-    Raises UsageError (bad paths, model, device), WeightsError, MediaError (the input
+    Raises UsageError (bad paths, model, device, an encoder the output container cannot
+    hold: checked before the input is even probed), WeightsError, MediaError (the input
     cannot be read). Nothing is written.
     """
     out_path = check_paths(cfg)
+    fmt = output_format(out_path)
+    if fmt is None:
+        raise UsageError(
+            f"cannot tell the output container from the name {out_path.name}",
+            hint="use an extension such as .mp4, .mkv, .webm or .mov",
+        )
     check_encoder(cfg.codec)
+    check_container(fmt, cfg.codec)  # in memory: nothing written, nothing decoded
     info = probe(cfg.input)
     video = info.video
     opts = cfg.inference
@@ -218,7 +232,11 @@ def prepare(cfg: RunConfig) -> Job:
     size = Writer.output_size(
         video.width * opts.scale, video.height * opts.scale, cfg.pix_fmt or video.pix_fmt
     )
-    return Job(cfg, out_path, info, backends, size)
+    codec = cfg.codec
+    if codec is None:
+        wanted = cfg.pix_fmt or planar_format(video.pix_fmt)
+        codec = resolve_codec(None, pix_fmt=wanted, format_name=fmt, hdr=video.is_hdr)
+    return Job(cfg, out_path, info, backends, size, codec)
 
 
 def run(cfg: RunConfig, *, progress: Callable[[int], None] | None = None) -> RunReport:
@@ -238,7 +256,7 @@ def execute(job: Job, *, progress: Callable[[int], None] | None = None) -> RunRe
     tally = Tally()
 
     def reader_stage() -> None:
-        with Reader(cfg.input, info=job.info) as reader:
+        with Reader(cfg.input, info=job.info, deinterlace=cfg.deinterlace) as reader:
             for item in reader.items():
                 if isinstance(item, Frame):
                     tally.read()

@@ -74,11 +74,11 @@ def _video_packets(work: Path, manifest: Manifest, time_base: Fraction) -> Itera
 
 
 def _source_packets(path: Path, *, audio: bool) -> Iterator[Packet]:
-    """The source's audio (if ``audio``) and subtitle packets in demux order, as the
-    reader gives them."""
+    """The source's audio (if ``audio``), subtitle and data packets in demux order, as
+    the reader gives them."""
     container = open_input(path)
     try:
-        streams = list(container.streams.subtitles)
+        streams = list(container.streams.subtitles) + list(container.streams.data)
         if audio:
             streams += list(container.streams.audio)
         if not streams:

@@ -8,7 +8,6 @@ locked (``flock`` on ``.lock``) while a run uses it.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import shutil
@@ -16,12 +15,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import av
-import av.error
-
 from vsr.config import DEVICE_FIELDS, VIDEO_FIELDS, RunConfig, config_values, output_fingerprint
 from vsr.errors import UsageError
 from vsr.files import FileLock, atomic_write
+from vsr.media.codecs import container_holds
 
 __all__ = [
     "LOCK_NAME",
@@ -117,15 +114,6 @@ def params_hash(cfg: RunConfig, container: str) -> str:
     return output_fingerprint(config_values(cfg), VIDEO_FIELDS + DEVICE_FIELDS, container=container)
 
 
-def _holds(fmt: str, codec: str) -> bool:
-    try:
-        with av.open(io.BytesIO(), "w", format=fmt) as test:
-            test.add_stream(codec)
-    except (av.error.FFmpegError, ValueError, TypeError):
-        return False
-    return True
-
-
 def segment_suffix(output: Path, codec: str) -> str:
     """The segments' container: the output's when it is MP4/MOV, else MP4 (or MOV) when
     it holds ``codec``, else the output's own."""
@@ -133,7 +121,7 @@ def segment_suffix(output: Path, codec: str) -> str:
     if own in (".mp4", ".mov"):
         return own
     for suffix, fmt in ((".mp4", "mp4"), (".mov", "mov")):
-        if _holds(fmt, codec):
+        if container_holds(fmt, codec):
             return suffix
     return own
 

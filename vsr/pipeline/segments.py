@@ -39,14 +39,14 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
 from vsr.config import RunConfig
 from vsr.errors import Interrupted, MediaError, StageError, UsageError
 from vsr.files import replace_durably
-from vsr.media.encode import resolve_codec
+from vsr.media.codecs import resolve_codec
 from vsr.media.frame import Frame
 from vsr.media.reader import Reader
 from vsr.media.writer import Writer
@@ -121,12 +121,13 @@ def run_segmented(
     job = prepared if prepared is not None else prepare(cfg)
     out_path = job.out_path
     work = Path(work_dir) if work_dir is not None else default_work_dir(out_path)
-    container = segment_suffix(out_path, resolve_codec(cfg.codec, device=_device(cfg)))
+    # job.codec: cfg.codec, or the output container's default (VP9 for WebM...): the
+    # segments are encoded with what the output needs, and that is what the hash holds
+    container = segment_suffix(out_path, resolve_codec(job.codec, device=_device(cfg)))
+    params = params_hash(replace(cfg, codec=job.codec), container)
     work.mkdir(parents=True, exist_ok=True)
     with lock_work_dir(work):
-        manifest = load_manifest(
-            work, input_identity(cfg.input), params_hash(cfg, container), container
-        )
+        manifest = load_manifest(work, input_identity(cfg.input), params, container)
         resumed_segments, resumed_frames = len(manifest.segments), manifest.frames
         if resumed_segments:
             log.info(
@@ -207,7 +208,14 @@ def _encode(
     after_pts = last.last_pts if last is not None else None
 
     def reader_stage() -> None:
-        with Reader(cfg.input, info=job.info, audio=False, subtitles=False) as reader:
+        with Reader(
+            cfg.input,
+            info=job.info,
+            audio=False,
+            subtitles=False,
+            data=False,
+            deinterlace=cfg.deinterlace,
+        ) as reader:
             for frame in reader.frames_after(skip, after_pts):
                 tally.read()
                 decoded.put(frame)
@@ -301,8 +309,7 @@ class SegmentWriter:
             self._open()
             self.offset = pts
         assert self.writer is not None
-        tb, planes = frame.time_base, frame.planes
-        self.writer.write_frame(Frame(frame.index, pts - self.offset, tb, planes, frame.pix_fmt))
+        self.writer.write_frame(replace(frame, pts=pts - self.offset))  # captions kept
         self.prev_pts = pts
         if self.first is None:
             self.first = frame
@@ -315,7 +322,9 @@ class SegmentWriter:
         name = f"seg_{index:05d}{self.manifest.container}"
         self.final = self.work / name
         self.part = self.work / f"part_{index:05d}{self.manifest.container}"
-        self.writer = job.writer(self.part, audio=False, subtitles=False)
+        self.writer = job.writer(
+            self.part, audio=False, subtitles=False, extras=False, codec=job.codec
+        )
         self.first = self.last = None
         self.current_frames = 0
         self.opened += 1
