@@ -212,3 +212,22 @@ def test_frames_made_by_the_model_keep_the_captions() -> None:
     frame = Frame(3, 7, Fraction(1, 25), planes, "yuv420p", captions=b"\xfc\x41\x42")
     [up] = backend.upscale([frame])
     assert (up.index, up.pts, up.captions, up.width) == (3, 7, b"\xfc\x41\x42", 2 * W)
+
+
+@pytest.mark.slow
+def test_batch_passes_captions_through(captioned: Path, tmp_path: Path) -> None:
+    from vsr.batch.engine import batch_status, run_batch
+    from vsr.batch.options import BatchConfig
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "cc.mp4").write_bytes(captioned.read_bytes())
+    out = tmp_path / "out"
+    cfg = BatchConfig(inputs=(str(folder),), out=out, options=dict(FAST), progress=False)
+    assert run_batch(cfg).failed == 0
+    (job,) = batch_status(out).jobs
+    assert job.fidelity is not None
+    assert job.fidelity["decisions"]["captions"] == (
+        "A/53 closed captions passed through (10 frames)"
+    )
+    assert job.output is not None and _captions(Path(job.output)) == EXPECTED
