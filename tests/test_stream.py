@@ -679,3 +679,23 @@ def test_model_auto_in_a_stream(tmp_path: Path) -> None:
 
 if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "send":
     send_ts(sys.argv[2], int(sys.argv[3]), audio="noaudio" not in sys.argv[4:])
+
+
+def test_duration_is_media_time_from_the_first_frame(tmp_path: Path) -> None:
+    """--duration S records S seconds of media (FFmpeg's -t), not S seconds of wall time:
+    a 2 s file read as fast as it decodes, with --duration 0.5 at 30 fps, gives exactly
+    the 15 frames of its first half second, and audio up to the same end."""
+    from vsr.media.sample import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "in.mkv", width=W, height=H, frames=60, rate=Fraction(30))
+    out = tmp_path / "o.mkv"
+    report = stream(live_cfg(str(clip), [out], duration=0.5, keep_all=True))
+    assert report.stopped == "duration"
+    assert report.stats["frames_in"] == report.stats["frames_out"] == 15
+    with av.open(str(out)) as c:
+        pts = [f.pts * f.time_base for f in c.decode(video=0)]
+        # Matroska stores milliseconds: 14 frame steps of 1/30 s, to the millisecond
+        assert len(pts) == 15 and abs(max(pts) - min(pts) - Fraction(14, 30)) <= Fraction(1, 1000)
+    with av.open(str(out)) as c:  # the audio is cut at the end (to an AAC frame)
+        last = max(f.pts * f.time_base + Fraction(f.samples, 48000) for f in c.decode(audio=0))
+    assert abs(last - Fraction(1, 2)) <= Fraction(1024, 48000), float(last)

@@ -52,7 +52,12 @@ def stream_command(
     tile: Annotated[int, TILE] = 0,
     tile_overlap: TileOverlap = None,
     duration: Annotated[
-        float | None, typer.Option("--duration", help="Stop after this many seconds.")
+        float | None,
+        typer.Option(
+            "--duration",
+            help="Record this many seconds of media (as FFmpeg's -t), counted from the "
+            "first frame captured.",
+        ),
     ] = None,
     max_latency: Annotated[
         float,

@@ -37,7 +37,7 @@ from vsr.errors import UsageError
 from vsr.live.options import StreamConfig, Upscaler, make_upscaler
 from vsr.live.policy import LatestQueue
 from vsr.live.sinks import AvSink, PreviewSink, check_preview, parse_sink
-from vsr.live.source import AudioChunk, AvSource, LiveFrame, SourceInfo
+from vsr.live.source import TIME_BASE, AudioChunk, AvSource, LiveFrame, SourceInfo
 from vsr.live.stats import LiveStats, StatsSnapshot
 from vsr.media.frame import Frame
 from vsr.pipeline.model_stage import model_loop
@@ -82,6 +82,58 @@ def queue_bound(rate: Fraction | None, max_latency: float) -> int:
     """
     fps = float(rate) if rate else 30.0
     return max(4, min(64, math.ceil(fps * max_latency)))
+
+
+class MediaWindow:
+    """``--duration S`` as FFmpeg's ``-t`` means it: S seconds of media in the recording,
+    counted from the first frame captured (by the frames' timestamps on the live
+    timeline, not by the wall clock, so the time a network source takes to open and
+    probe does not count). Frames at or after the end are not recorded, and audio is cut
+    at the end. ``None``: no limit."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.start: float | None = None  # seconds on the live timeline
+        self.video_done = False  # a frame at or after the end was seen
+        self.audio_done = False  # audio at or after the end was seen
+
+    @property
+    def end(self) -> float | None:
+        if self.seconds is None or self.start is None:
+            return None
+        return self.start + self.seconds
+
+    def holds_frame(self, frame: Frame) -> bool:
+        """Whether ``frame`` (pts in :data:`~vsr.live.source.TIME_BASE`) is recorded."""
+        if self.seconds is None or frame.pts is None:
+            return True
+        t = float(frame.pts * TIME_BASE)
+        if self.start is None:
+            self.start = t
+        return t < self.start + self.seconds - 1e-9
+
+    #: Seconds of video past the end after which audio is no longer waited for (audio is
+    #: interleaved with the video within a fraction of a second in every container).
+    AUDIO_SLACK = 1.0
+
+    def past_audio_slack(self, item: LiveFrame) -> bool:
+        end = self.end
+        if end is None or item.frame.pts is None:
+            return True
+        return float(item.frame.pts * TIME_BASE) >= end + self.AUDIO_SLACK
+
+    def cut_audio(self, chunk: AudioChunk) -> AudioChunk | None:
+        """``chunk`` up to the end (``None``: it starts at or after the end)."""
+        end = self.end
+        if end is None:
+            return chunk
+        if chunk.start >= end:
+            self.audio_done = True
+            return None
+        keep = round((end - chunk.start) * chunk.rate)
+        if keep >= chunk.data.shape[1]:
+            return chunk
+        return AudioChunk(chunk.data[:, :keep], chunk.rate, chunk.layout, chunk.start)
 
 
 def warm_up(up: Upscaler, width: int = 64, height: int = 48) -> None:
@@ -131,7 +183,8 @@ def stream(
     on_stats: Callable[[StatsSnapshot], None] | None = None,
     finish: threading.Event | None = None,
 ) -> StreamReport:
-    """Run until the source ends, ``cfg.duration`` passes, ``finish`` is set or Ctrl-C.
+    """Run until the source ends, ``cfg.duration`` seconds of media are recorded
+    (:class:`MediaWindow`), ``finish`` is set or Ctrl-C.
 
     Raises:
         UsageError: no sink and no preview; bad sink names.
@@ -179,15 +232,36 @@ def stream(
     state: dict[str, Any] = {"info": None, "stopped": "end", "ema": warm}
     max_latency = cfg.max_latency_ms / 1000
 
+    window = MediaWindow(cfg.duration)
+
     def capture() -> None:
         try:
             for item in src.items(runner.finish):
                 if abort.is_set():
                     return
                 if isinstance(item, LiveFrame):
+                    if not window.holds_frame(item.frame):
+                        # The video is complete; audio demuxed a little later may still
+                        # belong before the end (unless there is none, or it is past it).
+                        info = state["info"]
+                        no_audio = info is None or not info.audio_rate or not cfg.audio
+                        if no_audio or window.audio_done or window.past_audio_slack(item):
+                            state["stopped"] = "duration"
+                            runner.finish.set()
+                            return
+                        window.video_done = True
+                        continue
                     stats.captured()
                     if frames.put(item) is not None:
                         stats.dropped()
+                elif isinstance(item, AudioChunk):
+                    chunk = window.cut_audio(item)
+                    if chunk is not None:
+                        ctrl.put(chunk)
+                    elif window.video_done:  # both have reached the end
+                        state["stopped"] = "duration"
+                        runner.finish.set()
+                        return
                 else:
                     if isinstance(item, SourceInfo) and state["info"] is None:
                         state["info"] = item
@@ -305,6 +379,20 @@ def stream(
                 state["ema"] = 0.8 * state["ema"] + 0.2 * (done - picked)
                 t_busy += time.perf_counter() - b0
                 stats.set_busy("sink", t_busy)
+            # The video has ended; the audio queued behind it belongs to the recording
+            # too (capture closes the frame queue first, then ends this one).
+            while not ctrl_done:
+                try:
+                    c = ctrl.get(timeout=0.05)
+                except queue.Empty:
+                    if abort.is_set():
+                        break
+                    continue
+                if c is None:
+                    ctrl_done = True
+                elif isinstance(c, AudioChunk):
+                    for s in sinks:
+                        s.write_audio(c)
         finally:
             first_error: BaseException | None = None
             for s in sinks:
@@ -318,14 +406,10 @@ def stream(
     runner.add("capture", capture)
     runner.add("model", model)
     runner.add("sink", sink)
-    start = time.monotonic()
-    ticks = {"next": start + 1.0}
+    ticks = {"next": time.monotonic() + 1.0}
 
     def tick() -> None:
         now = time.monotonic()
-        if cfg.duration is not None and now - start >= cfg.duration and not runner.finish.is_set():
-            state["stopped"] = "duration"
-            runner.finish.set()
         if on_stats is not None and now >= ticks["next"]:
             ticks["next"] = now + 1.0
             on_stats(stats.snapshot(window=1.0))
