@@ -14,7 +14,7 @@ venv=$(mktemp -d)/venv
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
-"$venv/bin/python" -m pip install -q -e '.[dev,spandrel,ray]' 'opencv-contrib-python-headless<5.1'
+"$venv/bin/python" -m pip install -q -e '.[dev,spandrel,ray,openvino]' 'opencv-contrib-python-headless<5.1'
 {
     echo "# The exact package set CI installs (pip install -c constraints.txt ...)."
     echo "# Made by scripts/update_constraints.sh on $(date -u +%Y-%m-%d) with $("$venv/bin/python" --version);"

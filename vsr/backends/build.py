@@ -19,11 +19,26 @@ from vsr.models.registry import LoadedModel, load_model
 
 if TYPE_CHECKING:
     from vsr.backends.opencv_backend import OpenCVBackend
+    from vsr.backends.openvino_backend import OpenVINOBackend
     from vsr.backends.torch_backend import TorchBackend
 
-    Backend = TorchBackend | OpenCVBackend
+    Backend = TorchBackend | OpenCVBackend | OpenVINOBackend
 
-__all__ = ["build_backend", "build_backends", "check_opencv_options"]
+__all__ = ["build_backend", "build_backends", "check_opencv_options", "import_openvino_backend"]
+
+#: The one line ``--backend openvino`` answers without the openvino package.
+OPENVINO_MISSING = "--backend openvino needs the openvino package: pip install 'vsr[openvino]'"
+
+
+def import_openvino_backend() -> type[OpenVINOBackend]:
+    """:class:`OpenVINOBackend`, or UsageError (one line) when openvino is not installed."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        raise UsageError(OPENVINO_MISSING) from None
+    from vsr.backends.openvino_backend import OpenVINOBackend
+
+    return OpenVINOBackend
 
 
 def check_opencv_options(options: InferenceOptions, *, bit_depth: int) -> None:
@@ -62,8 +77,18 @@ def build_backend(
     """
     if options.backend == "opencv":
         check_opencv_options(options, bit_depth=bit_depth)
+    openvino_backend = import_openvino_backend() if options.backend == "openvino" else None
     if model is None:
         model = load_model(options.model, options.scale, weights=options.weights)
+    if openvino_backend is not None:
+        return openvino_backend(
+            model,
+            color=color,
+            threads=options.threads if threads is None else threads,
+            tile=options.tile,
+            tile_overlap=options.tile_overlap,
+            self_ensemble=options.self_ensemble,
+        )
     if options.backend == "opencv":
         assert options.weights is not None
         from vsr.backends.opencv_backend import OpenCVBackend
@@ -96,6 +121,8 @@ def build_backends(
     """
     if options.backend == "opencv":
         check_opencv_options(options, bit_depth=bit_depth)
+    if options.backend == "openvino":
+        import_openvino_backend()  # before loading anything
     if options.devices:
         from vsr.backends.device import resolve_device
 

@@ -25,10 +25,11 @@ __all__ = [
     "check_compile",
     "check_devices",
     "check_inference_options",
+    "check_openvino_device",
     "device_key",
 ]
 
-BACKENDS = ("torch", "opencv")
+BACKENDS = ("torch", "opencv", "openvino")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 SMALLEST_TILE = 8  # what --tile accepts (out-of-memory recovery stops at 16)
 #: ``compile`` values: eager, ``torch.compile(module)``, and its CUDA-graph mode.
@@ -52,7 +53,7 @@ class InferenceOptions:
     model: str = "espcn"
     scale: int = 3
     weights: Path | None = None
-    backend: str = "torch"  # or "opencv": cv2.dnn_superres on a .pb, the reference
+    backend: str = "torch"  # "opencv": cv2.dnn_superres on a .pb; "openvino": on the CPU
     device: str = "auto"
     devices: tuple[str, ...] = ()
     precision: str = "auto"
@@ -80,6 +81,7 @@ class InferenceOptions:
                 f"unknown precision {self.precision!r}", hint="use auto, fp32, fp16 or bf16"
             )
         check_compile(self.compile, backend=self.backend)
+        check_openvino_device(self.backend, self.device, self.precision)
         check_inference_options(
             backend=self.backend,
             tile=self.tile,
@@ -138,6 +140,11 @@ def check_devices(devices: object, *, backend: str, device: str = "auto") -> Non
             raise UsageError(
                 "--devices takes device names, not auto", hint="use cpu, cuda:N or mps"
             )
+        if backend == "openvino" and not key.startswith("cpu:"):
+            raise UsageError(
+                f"--backend openvino runs on the CPU, not {name}",
+                hint="list only cpu in --devices or use --backend torch",
+            )
         if key in seen and not key.startswith("cpu:"):
             raise UsageError(
                 f"device {name!r} is listed twice in --devices",
@@ -147,11 +154,29 @@ def check_devices(devices: object, *, backend: str, device: str = "auto") -> Non
 
 
 def check_compile(mode: object, *, backend: str = "torch") -> None:
-    """Raise UsageError for an unknown compile mode, or one asked of the opencv backend."""
+    """Raise UsageError for an unknown compile mode, or one asked of the opencv or openvino
+    backend."""
     if mode not in COMPILE_MODES:
         raise UsageError(f"unknown compile mode {mode!r}", hint=f"use {', '.join(COMPILE_MODES)}")
-    if mode != "off" and backend == "opencv":
+    if mode != "off" and backend in ("opencv", "openvino"):
         raise UsageError("--compile needs the torch backend", hint="drop it or use --backend torch")
+
+
+def check_openvino_device(backend: str, device: str, precision: str) -> None:
+    """Raise UsageError when the openvino backend is asked for another device than the CPU
+    or another precision than fp32."""
+    if backend != "openvino":
+        return
+    if device_key(device).split(":")[0] not in ("auto", "cpu"):
+        raise UsageError(
+            f"--backend openvino runs on the CPU, not {device}",
+            hint="drop --device or use --backend torch",
+        )
+    if str(precision).lower() not in ("auto", "fp32"):
+        raise UsageError(
+            f"--backend openvino runs in fp32, not {precision}",
+            hint="drop --precision or use --backend torch",
+        )
 
 
 def check_inference_options(
@@ -160,7 +185,7 @@ def check_inference_options(
     """Raise UsageError for a bad backend, tile size or overlap, or options the
     ``opencv`` backend does not have (tiles, self-ensemble)."""
     if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}", hint=f"use {' or '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {backend!r}", hint=f"use {', '.join(BACKENDS)}")
     if tile != 0 and tile < SMALLEST_TILE:
         raise UsageError(
             f"tile must be 0 (off) or at least {SMALLEST_TILE} pixels, got {tile}",

@@ -77,7 +77,8 @@ def run(
         str | None,
         typer.Option(
             "--backend",
-            help="torch, or opencv: cv2.dnn_superres on a .pb file (the reference) "
+            help="torch; opencv: cv2.dnn_superres on a .pb file (the reference); or "
+            "openvino: the network run by OpenVINO on the CPU (needs the openvino package) "
             "(default: torch).",
         ),
     ] = None,
