@@ -46,6 +46,7 @@ def test_bench_reports_both_rates_and_the_stages() -> None:
     report = json.loads(result.stdout)
     assert report["input_size"] == [64, 48] and report["output_size"] == [128, 96]
     assert report["frames"] == 6 and report["input"] == "synthetic"
+    assert report["backend"] == "torch" and report["device"].startswith("cpu")
     assert report["model_fps"] > 0 and report["e2e_fps"] > 0
     assert report["model_ms_per_frame"] == pytest.approx(1000 / report["model_fps"], rel=0.01)
     assert report["e2e_share_of_model"] == pytest.approx(
@@ -70,3 +71,17 @@ def test_bench_on_a_real_clip_and_bad_input(clip_mp4: Path, tmp_path: Path) -> N
     assert len(result.stderr.strip().splitlines()) == 1
     result = CliRunner().invoke(app, ["bench", "--size", "big"])
     assert result.exit_code == 2 and "WIDTHxHEIGHT" in result.stderr
+
+
+def test_bench_reports_the_openvino_backend(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("VSR_CACHE", str(tmp_path))  # the converted network's cache
+    result = CliRunner().invoke(
+        app,
+        ["bench", "-m", "espcn", "-x", "2", "--size", "64x48", "--frames", "4", "--no-matmul",
+         "--device", "cpu", "--backend", "openvino", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["backend"] == "openvino" and "OpenVINO" in report["device"]
+    assert report["frames"] == 4 and report["model_fps"] > 0

@@ -64,6 +64,7 @@ class BenchReport:
     model: str
     scale: int
     device: str
+    backend: str  # torch, openvino or opencv (the device line says more)
     batch_size: int
     input: str
     input_size: tuple[int, int]
@@ -91,7 +92,7 @@ class BenchReport:
         ow, oh = self.output_size
         busy = ", ".join(f"{k} {v['busy_fraction']:.0%}" for k, v in self.stages.items())
         lines = [
-            f"{self.model} x{self.scale}, {w}x{h} -> {ow}x{oh}, {self.device}, "
+            f"{self.model} x{self.scale}, {w}x{h} -> {ow}x{oh}, {self.backend} on {self.device}, "
             f"batch {self.batch_size}, {self.frames} frames ({self.input})",
             f"model stage alone: {self.model_fps:.2f} fps ({self.model_ms_per_frame:.1f} ms/frame,"
             f" {self.gmac_per_frame:.2f} GMAC/frame, {self.model_gflops:.1f} GFLOP/s)",
@@ -247,6 +248,7 @@ def bench(cfg: BenchConfig, *, log: bool = False) -> BenchReport:
         model=cfg.inference.model,
         scale=cfg.inference.scale,
         device=backend.description,
+        backend=cfg.inference.backend,
         batch_size=batch,
         input=str(cfg.input) if cfg.input else "synthetic",
         input_size=report.input_size,

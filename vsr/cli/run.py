@@ -243,6 +243,10 @@ def bench(
     device: Device = "auto",
     precision: Precision = "auto",
     batch_size: BatchSize = None,
+    backend: Annotated[
+        str,
+        typer.Option("--backend", help="torch, openvino or opencv (a .pb with --weights)."),
+    ] = "torch",
     codec: Annotated[str, codec_option()] = "libx264",
     preset: Preset = None,
     repeats: Annotated[
@@ -269,6 +273,7 @@ def bench(
             device=device,
             precision=precision,
             batch_size=batch_size,
+            backend=backend,
         )
         cfg = BenchConfig(
             inference=inference,
