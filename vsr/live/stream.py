@@ -334,6 +334,10 @@ def stream(
         if cfg.show:
             sinks.append(PreviewSink())
 
+    def write_audio(chunk: AudioChunk) -> None:
+        for s in sinks:
+            s.write_audio(chunk)
+
     def sink() -> None:
         t_busy = 0.0
         ctrl_done = False
@@ -359,8 +363,7 @@ def stream(
                         ctrl_done = True
                     elif isinstance(c, AudioChunk):
                         b0 = time.perf_counter()
-                        for s in sinks:
-                            s.write_audio(c)
+                        write_audio(c)
                         t_busy += time.perf_counter() - b0
                 try:
                     out, captured, picked = upscaled.get(timeout=0.02)
@@ -391,8 +394,7 @@ def stream(
                 if c is None:
                     ctrl_done = True
                 elif isinstance(c, AudioChunk):
-                    for s in sinks:
-                        s.write_audio(c)
+                    write_audio(c)
         finally:
             first_error: BaseException | None = None
             for s in sinks:

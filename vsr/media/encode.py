@@ -451,14 +451,14 @@ class VideoEncoder:
         Raises:
             EncoderError: encoding or muxing failed.
         """
-        packets = self.encode(frame)
+        self._mux(self.encode(frame), f"encoding frame {frame.index} with {self.codec}")
+
+    def _mux(self, packets: list[Any], what: str) -> None:
         try:
             for packet in packets:
                 self._out.mux_one(packet)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise EncoderError(
-                f"encoding frame {frame.index} with {self.codec} failed: {describe_av_error(exc)}"
-            ) from None
+            raise EncoderError(f"{what} failed: {describe_av_error(exc)}") from None
 
     def flush(self) -> list[Any]:
         """Drain the encoder; return its last packets, for the caller to mux.
@@ -479,11 +479,4 @@ class VideoEncoder:
         Raises:
             EncoderError: flushing or muxing failed.
         """
-        packets = self.flush()
-        try:
-            for packet in packets:
-                self._out.mux_one(packet)
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise EncoderError(
-                f"flushing encoder {self.codec} failed: {describe_av_error(exc)}"
-            ) from None
+        self._mux(self.flush(), f"flushing encoder {self.codec}")

@@ -43,6 +43,7 @@ import functools
 import logging
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
@@ -232,28 +233,27 @@ def dynamic_hdr_from(frame: Any, stream: Any = None) -> tuple[str, ...]:
 # -- writing -------------------------------------------------------------------------------
 
 
-def _x265_mastering(hdr: HdrMetadata) -> str:
+def _mastering_param(hdr: HdrMetadata, number: Callable[[Fraction, int], str]) -> str:
+    """``G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min)``, each value written by ``number(value,
+    unit)`` (the unit is x265's: 1/50000 for chromaticities, 1/10000 cd/m2)."""
+
     def xy(p: Chromaticity | None) -> str:
         assert p is not None
-        return f"({round(p[0] * _XY_UNIT)},{round(p[1] * _XY_UNIT)})"
+        return f"({number(p[0], _XY_UNIT)},{number(p[1], _XY_UNIT)})"
 
     assert hdr.max_luminance is not None and hdr.min_luminance is not None
     return (
         f"G{xy(hdr.green)}B{xy(hdr.blue)}R{xy(hdr.red)}WP{xy(hdr.white_point)}"
-        f"L({round(hdr.max_luminance * _L_UNIT)},{round(hdr.min_luminance * _L_UNIT)})"
+        f"L({number(hdr.max_luminance, _L_UNIT)},{number(hdr.min_luminance, _L_UNIT)})"
     )
+
+
+def _x265_mastering(hdr: HdrMetadata) -> str:
+    return _mastering_param(hdr, lambda v, unit: str(round(v * unit)))
 
 
 def _svt_mastering(hdr: HdrMetadata) -> str:
-    def xy(p: Chromaticity | None) -> str:
-        assert p is not None
-        return f"({_decimal(p[0])},{_decimal(p[1])})"
-
-    assert hdr.max_luminance is not None and hdr.min_luminance is not None
-    return (
-        f"G{xy(hdr.green)}B{xy(hdr.blue)}R{xy(hdr.red)}WP{xy(hdr.white_point)}"
-        f"L({_decimal(hdr.max_luminance)},{_decimal(hdr.min_luminance)})"
-    )
+    return _mastering_param(hdr, lambda v, _unit: _decimal(v))
 
 
 def hdr10_params(codec: str, hdr: HdrMetadata) -> dict[str, str]:
