@@ -1,7 +1,7 @@
 """vsr against the ways people upscale video today, on the same clip and weights, in one run.
 
     python scripts/bench_vs_peers.py [--input CLIP] [--size 640x360] [--weights ESPCN_x3.pb]
-                                     [--repeats 3] [--json]
+                                     [--repeats 3] [--only opencv vsr vsr-torch ...] [--json]
 
 Contenders, alternating round by round so that all see the same machine state (the
 median of each is reported):
@@ -12,8 +12,16 @@ median of each is reported):
   frame with OpenCV, convert to YCrCb, run the network on Y (the same ``.pb`` weights,
   loaded by vsr), wait for it, resize CrCb bicubic, convert back to BGR, write with
   VideoWriter (mp4v);
-- **vsr**: ``vsr run`` with the same weights: decode, model, encode (libx264, preset
-  veryfast) in overlapped threads, audio copied.
+- **vsr**: ``vsr run`` with the same weights and its default settings (``--backend auto``:
+  OpenVINO on the CPU when it is installed, else PyTorch): decode, model, encode (libx264,
+  preset veryfast) in overlapped threads, audio copied;
+- **vsr-torch**, **vsr-openvino**, **vsr-openvino-bf16**, **vsr-openvino-int8**: the same
+  with that backend (and precision) named (the last three need ``vsr[openvino]``; int8 is
+  calibrated on frames of the clip). Not run unless listed in ``--only``.
+
+Each contender runs in a fresh Python process (``--worker``), so that no thread pool of one
+(PyTorch's OpenMP, OpenVINO's TBB, OpenCV's) is left spinning beside the next; its time runs
+from loading the weights to the last frame written (torch and OpenCV already imported).
 
 The default clip is ``../shared/data/video/rabbit320.mp4`` scaled to ``--size`` (real
 content at the size of the issue's target), else a generated clip of that size. Each
@@ -27,6 +35,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,16 +99,58 @@ def torch_loop(clip: Path, weights: Path, arch: str, scale: int, out: Path) -> i
     return per_frame_loop(clip, out, upscale)
 
 
-def vsr_run(clip: Path, weights: Path, arch: str, scale: int, out: Path) -> tuple[int, dict]:
+def vsr_run(
+    clip: Path, weights: Path, arch: str, scale: int, out: Path, **options: str
+) -> tuple[int, dict]:
     from vsr.config import RunConfig
     from vsr.pipeline.engine import run
 
     cfg = RunConfig.from_values({
         "input": clip, "output": out, "model": arch, "scale": scale, "weights": weights,
-        "device": "cpu", "overwrite": True, "quiet": True,
+        "device": "cpu", "overwrite": True, "quiet": True, **options,
     })  # fmt: skip
     report = run(cfg)
     return report.frames_out, report.to_dict()
+
+
+def vsr_with(**options: str) -> Callable[..., tuple[int, dict]]:
+    return lambda clip, weights, arch, scale, out: vsr_run(
+        clip, weights, arch, scale, out, **options
+    )
+
+
+CONTENDERS: dict[str, Callable[..., int | tuple[int, dict]]] = {
+    "opencv": opencv_loop,
+    "torch-loop": torch_loop,
+    "vsr": vsr_run,
+    "vsr-torch": vsr_with(backend="torch"),
+    "vsr-openvino": vsr_with(backend="openvino"),
+    "vsr-openvino-bf16": vsr_with(backend="openvino", precision="bf16"),
+    "vsr-openvino-int8": vsr_with(backend="openvino", precision="int8"),
+}
+DEFAULT_CONTENDERS = ["opencv", "torch-loop", "vsr", "vsr-torch"]
+
+
+def worker(name: str, clip: Path, weights: Path, arch: str, scale: int, out: Path) -> None:
+    """Run one contender in this process; print its frames, seconds and report as JSON."""
+    t0 = time.perf_counter()
+    result = CONTENDERS[name](clip, weights, arch, scale, out)
+    seconds = time.perf_counter() - t0
+    frames, report = result if isinstance(result, tuple) else (result, {})
+    print(json.dumps({"frames": frames, "seconds": seconds, "report": report}))
+
+
+def in_fresh_process(
+    name: str, clip: Path, weights: Path, size: str, out: Path
+) -> tuple[int, float, dict]:
+    cmd = [sys.executable, __file__, "--worker", name, "--input", str(clip)]
+    cmd += ["--weights", str(weights), "--size", size, "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        sys.exit(f"{name} failed: {tail}")
+    done = json.loads(proc.stdout.strip().splitlines()[-1])
+    return done["frames"], done["seconds"], done["report"]
 
 
 def scaled_clip(src: Path, dst: Path, size: tuple[int, int]) -> Path:
@@ -144,16 +195,33 @@ def main() -> None:
     ap.add_argument("--size", default="640x360", help="size of the default clip")
     ap.add_argument("--weights", type=Path, default=SHARED / "weights" / "opencv" / "ESPCN_x3.pb")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", nargs="*", default=None, help="contenders to run (default: all)")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="uncounted rounds first (default 1: fills OpenVINO's conversion cache and the "
+        "page cache, as for anyone who runs vsr twice)",
+    )
+    ap.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        choices=list(CONTENDERS),
+        help=f"contenders to run (default: {' '.join(DEFAULT_CONTENDERS)})",
+    )
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not args.weights.exists():
         sys.exit(f"weights not found: {args.weights} (pass --weights ESPCN_x3.pb)")
     arch = "fsrcnn" if "FSRCNN" in args.weights.name else "espcn"
     scale = int(args.weights.stem.rsplit("x", 1)[1])
+    if args.worker is not None:
+        worker(args.worker, args.input, args.weights, arch, scale, args.out)
+        return
     w, h = (int(v) for v in args.size.split("x"))
-    contenders = {"opencv": opencv_loop, "torch-loop": torch_loop, "vsr": vsr_run}
-    names = args.only or list(contenders)
+    names = args.only or DEFAULT_CONTENDERS
     if "opencv" in names:
         from vsr.backends.opencv_backend import OPENCV_PB_REQUIREMENT, opencv_pb_problem
 
@@ -164,7 +232,7 @@ def main() -> None:
                 "or leave it out: --only torch-loop vsr)"
             )
     runs: dict[str, list[float]] = {n: [] for n in names}
-    report: dict = {}
+    reports: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         clip = args.input
@@ -179,22 +247,20 @@ def main() -> None:
                     tmpdir / "sample.mp4", width=w, height=h, frames=120, rate=Fraction(30)
                 )
         expected = count_frames(clip)
-        for i in range(args.repeats):
+        for i in range(-args.warmup, args.repeats):
             line = []
             for name in names:
                 out = tmpdir / f"{name}.mp4"
-                t0 = time.perf_counter()
-                result = contenders[name](clip, args.weights, arch, scale, out)
-                seconds = time.perf_counter() - t0
-                if isinstance(result, tuple):
-                    frames, report = result
-                else:
-                    frames = result
+                frames, seconds, reports[name] = in_fresh_process(
+                    name, clip, args.weights, args.size, out
+                )
                 if frames != expected:
                     sys.exit(f"{name} wrote {frames} of {expected} frames")
-                runs[name].append(frames / seconds)
+                if i >= 0:
+                    runs[name].append(frames / seconds)
                 line.append(f"{name} {frames / seconds:.2f} fps")
-            print(f"round {i + 1}: " + " | ".join(line), file=sys.stderr)
+            label = f"round {i + 1}" if i >= 0 else "warm-up"
+            print(f"{label}: " + " | ".join(line), file=sys.stderr)
     fps = {n: round(statistics.median(v), 2) for n, v in runs.items()}
     result = {
         "clip": str(args.input or f"rabbit320.mp4 scaled to {w}x{h}"),
@@ -202,22 +268,38 @@ def main() -> None:
         "weights": str(args.weights),
         "scale": scale,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, OpenCV {cv2.__version__}",
+        f"torch {torch.__version__}, OpenCV {cv2.__version__}{_openvino()}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "median_fps": fps,
         "rounds": {n: [round(x, 2) for x in v] for n, v in runs.items()},
-        "vsr_bottleneck": report.get("bottleneck"),
-        "vsr_stages": report.get("stages"),
+        # what ran the network in each vsr contender (vsr: what --backend auto chose)
+        "backend": {n: _ran(r) for n, r in reports.items() if r},
+        "vsr_bottleneck": {n: r.get("bottleneck") for n, r in reports.items() if r},
+        "vsr_stages": {n: r.get("stages") for n, r in reports.items() if r},
     }
     if "vsr" in fps:
         result["vsr_over"] = {n: round(fps["vsr"] / f, 2) for n, f in fps.items() if n != "vsr"}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
+        print(f"{'contender':<18} {'fps':>7}  backend")
         for n, f in fps.items():
-            print(f"{n:<11} {f:7.2f} fps")
+            print(f"{n:<18} {f:7.2f}  {result['backend'].get(n, n)}")
         for n, r in result.get("vsr_over", {}).items():
             print(f"vsr / {n}: {r:.2f}x")
+
+
+def _openvino() -> str:
+    try:
+        import openvino
+    except ImportError:
+        return ""
+    return f", OpenVINO {openvino.__version__.split('-')[0]}"
+
+
+def _ran(report: dict) -> str:
+    """``openvino: cpu fp32 (OpenVINO 2026.4.1)``: the backend and its device line."""
+    return f"{report.get('backend', '?')}: {report.get('device', '?')}"
 
 
 if __name__ == "__main__":

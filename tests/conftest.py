@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +21,14 @@ W, H = 128, 96
 #: Set (to anything) where the cv2.dnn_superres comparisons must run: CI sets it, and its
 #: pinned OpenCV (constraints.txt) reads .pb graphs, so a missing importer fails there.
 REQUIRE_OPENCV_PB = "VSR_REQUIRE_OPENCV_PB"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Converted networks (``--backend auto``/``openvino``) are cached in a folder of this
+    session's, not in the user's ``~/.cache/vsr``; tests that need their own set
+    ``VSR_CACHE`` themselves."""
+    if not os.environ.get("VSR_CACHE"):
+        os.environ["VSR_CACHE"] = tempfile.mkdtemp(prefix="vsr-test-cache-")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

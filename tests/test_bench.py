@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+from vsr.backends.build import openvino_installed
 from vsr.bench import count_macs, parse_size
 from vsr.cli import app
 from vsr.errors import UsageError
@@ -46,7 +47,9 @@ def test_bench_reports_both_rates_and_the_stages() -> None:
     report = json.loads(result.stdout)
     assert report["input_size"] == [64, 48] and report["output_size"] == [128, 96]
     assert report["frames"] == 6 and report["input"] == "synthetic"
-    assert report["backend"] == "torch" and report["device"].startswith("cpu")
+    # the default backend, auto: what ran is reported, not "auto"
+    assert report["backend"] == ("openvino" if openvino_installed() else "torch")
+    assert report["device"].startswith("cpu")
     assert report["model_fps"] > 0 and report["e2e_fps"] > 0
     assert report["model_ms_per_frame"] == pytest.approx(1000 / report["model_fps"], rel=0.01)
     assert report["e2e_share_of_model"] == pytest.approx(

@@ -100,7 +100,7 @@ def test_eval_and_compare_default_to_fp32_and_pass_another_precision_on():
     assert EvalConfig(datasets=(Path("d"),)).inference.precision == "fp32"
     cmp = CompareConfig(input=Path("a.png"), output=Path("r.html"))
     assert cmp.inference.precision == "fp32" and cmp.scale == 3
-    asked = InferenceOptions(scale=2, device="cpu", precision="bf16")
+    asked = InferenceOptions(scale=2, device="cpu", precision="bf16", backend="torch")
     # what vsr compare does per model: the options with the model (and weights) replaced
     backend = build_backend(replace(asked, model="nearest"))
     assert backend.description == "cpu bfloat16"

@@ -70,7 +70,7 @@ class RunConfig:
             raise UsageError(f"bad configuration: {exc}") from None
 
 
-_PATH_KEYS = {"input", "output", "weights"}
+_PATH_KEYS = {"input", "output", "weights", "calibration"}
 
 #: RunConfig fields that decide the upscaled video: its pixels and how they are encoded.
 VIDEO_FIELDS = (
@@ -82,6 +82,7 @@ VIDEO_FIELDS = (
     "tile",
     "tile_overlap",
     "self_ensemble",
+    "calibration",
     "codec",
     "crf",
     "preset",
@@ -94,6 +95,15 @@ VIDEO_FIELDS = (
 DEVICE_FIELDS = ("device", "devices", "compile")
 
 
+#: Backends that run the same network in fp32 (their outputs are equal within one code
+#: value): ``auto`` and ``openvino`` share torch's fingerprint, so a finished output (or a
+#: segment) is not redone for the backend alone. opencv's stays its own.
+_SAME_NETWORK = {"auto": "torch", "openvino": "torch"}
+#: Fields added after fingerprints were first kept: counted only when set, so that adding
+#: them changed no fingerprint.
+_COUNTED_WHEN_SET = ("calibration",)
+
+
 def output_fingerprint(values: Mapping[str, Any], names: Iterable[str], **extra: Any) -> str:
     """The one output fingerprint (SHA-256, hex): the fields ``names`` of ``values`` (a
     RunConfig's fields or its keyword arguments; a missing one counts as its default), the
@@ -102,6 +112,13 @@ def output_fingerprint(values: Mapping[str, Any], names: Iterable[str], **extra:
     segments can be kept) and ``vsr batch`` (which outputs are still current)."""
     defaults = _flat_defaults()
     picked: dict[str, Any] = {name: values.get(name, defaults.get(name)) for name in names}
+    if "backend" in picked:
+        picked["backend"] = _SAME_NETWORK.get(picked["backend"], picked["backend"])
+    for name in _COUNTED_WHEN_SET:
+        if name in picked and picked[name] is None:
+            del picked[name]
+        elif picked.get(name) is not None:
+            picked[name] = str(Path(picked[name]).resolve())
     weights = picked.get("weights")
     if weights is not None:
         path = Path(weights)

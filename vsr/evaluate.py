@@ -247,8 +247,10 @@ class EvalConfig:
             raise UsageError("no dataset folder given")
         if self.inference.scale < 2:
             raise UsageError(f"scale must be an integer of at least 2, got {self.inference.scale}")
-        if self.inference.backend != "torch":
-            raise UsageError("vsr eval runs the torch backend")
+        if self.inference.backend == "opencv":
+            raise UsageError(
+                "vsr eval runs the torch or openvino backend", hint="drop --backend opencv"
+            )
 
 
 @dataclass

@@ -71,8 +71,10 @@ class ImageConfig:
     def __post_init__(self) -> None:
         if not self.inputs:
             raise UsageError("no input given")
-        if self.inference.backend != "torch":
-            raise UsageError("vsr image runs the torch backend")
+        if self.inference.backend == "opencv":
+            raise UsageError(
+                "vsr image runs the torch or openvino backend", hint="drop --backend opencv"
+            )
 
     def output_name(self, src: Path) -> str:
         opts = self.inference

@@ -79,6 +79,8 @@ class OpenCVBackend:
     is); ``weights`` is the ``.pb`` file itself, handed to ``readModel``.
     """
 
+    name = "opencv"
+
     default_batch_size = 1
 
     def __init__(self, model: LoadedModel, *, weights: Path, color: ColorInfo | None = None):

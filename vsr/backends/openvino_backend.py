@@ -7,12 +7,20 @@ through an OpenVINO model compiled for the CPU (latency hint, ``threads`` infere
 f32 inference precision: on CPUs with AMX/AVX512-BF16 OpenVINO would otherwise run in bf16,
 several code values away from torch).
 
+``precision``: ``auto``/``fp32`` run exactly that; ``bf16`` compiles with the bf16
+inference precision where the CPU has it (``OPTIMIZATION_CAPABILITIES`` lists ``BF16``:
+AVX512-BF16 or AMX) and is refused in one line where it has not; ``int8`` runs the network
+quantised by NNCF on calibration samples (:mod:`vsr.backends.quantize`: which weights it
+ships for, how the samples are made), cached like the fp32 model under a key that also
+covers the samples, the quantisation recipe and the nncf version.
+
 The network is converted once (``openvino.convert_model`` on the torch module) with a
 dynamic batch, height and width, so any frame or tile size runs without recompiling; an
 architecture whose dynamic conversion fails is converted and compiled per input shape
 instead. Converted models are kept in ``<cache>/openvino/<key>.xml`` (``<cache>``:
 ``$VSR_CACHE``, else ``$XDG_CACHE_HOME/vsr``, else ``~/.cache/vsr``; ``<key>``: sha256 of the
-weights, the architecture and the scale), so a later run skips the conversion.
+weights, the architecture, the scale and the layers as converted), so a later run skips the
+conversion.
 """
 
 from __future__ import annotations
@@ -31,12 +39,13 @@ import openvino as ov
 import torch
 
 from vsr.backends.torch_backend import TorchBackend
-from vsr.media.frame import ColorInfo
+from vsr.errors import UsageError
+from vsr.media.frame import ColorInfo, Frame
 from vsr.models.registry import LoadedModel
 
 log = logging.getLogger("vsr")
 
-__all__ = ["OpenVINOBackend", "openvino_cache_dir", "openvino_version"]
+__all__ = ["OpenVINOBackend", "cpu_has_bf16", "openvino_cache_dir", "openvino_version"]
 
 #: Spatial size of the example input used to trace the network (rounded up to its multiple).
 _EXAMPLE = 32
@@ -66,8 +75,20 @@ def model_key(model: LoadedModel) -> str:
     return h.hexdigest()
 
 
+def cpu_has_bf16(core: Any) -> bool:
+    """Whether OpenVINO runs bf16 on this CPU (AVX512-BF16 or AMX)."""
+    try:
+        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:
+        return False
+    return "BF16" in [str(c).upper() for c in caps]
+
+
 class OpenVINOBackend(TorchBackend):
-    """:class:`TorchBackend` on the CPU in fp32, with the network run by OpenVINO."""
+    """:class:`TorchBackend` on the CPU (fp32, bf16 or int8), with the network run by
+    OpenVINO."""
+
+    name = "openvino"
 
     def __init__(
         self,
@@ -80,9 +101,43 @@ class OpenVINOBackend(TorchBackend):
         tile_batch: int | None = None,
         self_ensemble: bool = False,
         cache_dir: Path | None = None,
+        precision: str = "fp32",
+        calibration: Path | None = None,
+        strict: bool = False,
     ) -> None:
         """``cache_dir``: where converted models are kept (default
-        :func:`openvino_cache_dir`)."""
+        :func:`openvino_cache_dir`). ``precision``: ``auto``/``fp32``, ``bf16`` or ``int8``;
+        ``calibration``: int8's calibration images (a folder or one image) or video (the
+        input of ``vsr run``, or ``--calibration``). ``strict``: raise when the network
+        does not convert with a dynamic size (``--backend auto`` then runs torch) instead
+        of compiling it per input size.
+
+        Raises UsageError: a precision openvino does not run, bf16 on a CPU without it,
+        int8 without nncf, for weights it was not measured on (:mod:`vsr.backends.quantize`)
+        or without calibration data."""
+        precision = str(precision).lower()
+        precision = "fp32" if precision == "auto" else precision
+        if precision not in ("fp32", "bf16", "int8"):
+            raise UsageError(
+                f"--backend openvino runs in fp32, bf16 or int8, not {precision}",
+                hint="drop --precision or use --backend torch",
+            )
+        self.precision = precision
+        self._core = ov.Core()
+        if precision == "bf16" and not cpu_has_bf16(self._core):
+            raise UsageError("this CPU has no bf16; use --precision fp32")
+        if precision == "int8":
+            from vsr.backends import quantize
+
+            quantize.import_nncf()
+            if calibration is None:
+                raise UsageError(
+                    "--precision int8 needs --calibration FOLDER or VIDEO here "
+                    "(images or a video to calibrate on)"
+                )
+            quantize.check_int8_allowed(
+                model_key(model), name=model.spec.name, scale=model.scale, source=model.source
+            )
         super().__init__(
             model,
             device="cpu",
@@ -98,13 +153,17 @@ class OpenVINOBackend(TorchBackend):
         )
         self.ov_threads = threads or os.cpu_count() or 1
         self.cache_dir = cache_dir if cache_dir is not None else openvino_cache_dir()
-        self._key = model_key(model)
-        self._core = ov.Core()
+        # the cache key: the weights, and the network as converted (self.module is the
+        # inference copy, vsr.models.deploy: a changed rewrite is a new entry)
+        self._key = hashlib.sha256(f"{model_key(model)}\0{self.module!r}".encode()).hexdigest()
+        self._capture: list[np.ndarray] | None = None  # calibration: the inputs seen
         self._dynamic: Any = None  # the compiled model with dynamic N, H, W
         self._static: dict[tuple[int, ...], Any] = {}  # per input shape, when that failed
         try:
             self._dynamic = self._compile(self._load_or_convert(None))
         except Exception as exc:
+            if strict:
+                raise
             log.warning(
                 "OpenVINO: %s does not convert with a dynamic size (%s: %s); "
                 "compiling it per input size",
@@ -112,12 +171,72 @@ class OpenVINOBackend(TorchBackend):
                 type(exc).__name__,
                 (str(exc).strip().splitlines() or [""])[0][:200],
             )
+        if precision == "int8":
+            assert calibration is not None
+            if self._dynamic is None:
+                raise UsageError(
+                    f"--precision int8: {self.spec.name} does not convert to OpenVINO "
+                    "with a dynamic size",
+                    hint="use --precision fp32",
+                )
+            self._dynamic = self._compile(self._quantized(Path(calibration)))
 
     @property
     def description(self) -> str:
         extra = f", tiles {self.tile}+{self.tile_overlap}" if self.tile else ""
         extra += ", x8 self-ensemble" if self.self_ensemble else ""
-        return f"cpu fp32 (OpenVINO {openvino_version()}){extra}"
+        return f"cpu {self.precision} (OpenVINO {openvino_version()}){extra}"
+
+    # -- int8 -------------------------------------------------------------------------------
+    def calibration_samples(self, source: Path) -> list[np.ndarray]:
+        """The network's inputs for crops of ``source`` (a video, a folder of images or an
+        image: :func:`vsr.backends.quantize.calibration_inputs`), made by this backend's
+        own pre-processing (video frames through :meth:`upscale`, images through
+        :class:`vsr.images.ImageUpscaler`) with the fp32 model."""
+        from vsr.backends.quantize import calibration_inputs
+        from vsr.images import ImageUpscaler
+
+        upscaler = ImageUpscaler(self)
+        self._capture = []
+        try:
+            for item in calibration_inputs(source):
+                if isinstance(item, Frame):
+                    self.upscale([item])
+                else:
+                    upscaler.upscale(item)
+            samples = self._capture
+        finally:
+            self._capture = None
+        if not samples:
+            raise UsageError(f"no calibration samples could be made from {source}")
+        return samples
+
+    def _quantized(self, source: Path) -> Any:
+        """The int8 model calibrated on ``source``: from the cache when the same samples,
+        recipe and nncf made it before, else quantised and saved."""
+        from vsr.backends import quantize
+
+        samples = self.calibration_samples(source)
+        h = hashlib.sha256()
+        for part in (self._key, "int8", quantize.nncf_version(), quantize.RECIPE):
+            h.update(f"{part}\0".encode())
+        h.update(quantize.samples_digest(samples).encode())
+        path = self.cache_dir / f"{h.hexdigest()}-int8.xml"
+        if path.exists() and path.with_suffix(".bin").exists():
+            try:
+                return self._core.read_model(str(path))
+            except Exception as exc:  # a damaged cache entry: quantise again
+                log.warning("OpenVINO: cannot read %s (%s), quantising again", path, exc)
+        log.info(
+            "OpenVINO: quantising %s x%d to int8 on %d samples from %s",
+            self.spec.name,
+            self.scale,
+            len(samples),
+            source,
+        )
+        quantized = quantize.quantize_model(self._load_or_convert(None), samples)
+        self._save(quantized, path)
+        return quantized
 
     # -- conversion, cache, compilation -----------------------------------------------------
     def _cache_path(self, shape: tuple[int, ...] | None) -> Path:
@@ -165,20 +284,30 @@ class OpenVINOBackend(TorchBackend):
             log.warning("OpenVINO: cannot cache the converted model in %s: %s", path.parent, exc)
 
     def _compile(self, converted: Any) -> Any:
+        """Compiled for the CPU: latency hint, ``ov_threads`` threads, f32 inference
+        precision (bf16 for ``bf16``; int8 keeps its fp32 layers exact)."""
         return self._core.compile_model(
             converted,
             "CPU",
             {
                 "PERFORMANCE_HINT": "LATENCY",
                 "INFERENCE_NUM_THREADS": str(self.ov_threads),
-                "INFERENCE_PRECISION_HINT": "f32",
+                "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
             },
         )
 
     # -- the network ------------------------------------------------------------------------
     def _call_module(self, x: torch.Tensor) -> torch.Tensor:
         """The network on a padded batch, run by OpenVINO."""
+        n, c = x.shape[:2]
+        if self.spec.planewise and c != self.spec.channels:
+            # a plane-wise network given all planes at once (vsr image, compare: RGB): the
+            # converted network takes one plane, so the planes go as a batch
+            out = self._call_module(x.reshape(n * c, 1, *x.shape[2:]))
+            return out.reshape(n, c, *out.shape[2:])
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        if self._capture is not None:
+            self._capture.append(array.copy())
         compiled = self._dynamic
         if compiled is None:
             shape = tuple(array.shape)

@@ -29,8 +29,11 @@ __all__ = [
     "device_key",
 ]
 
-BACKENDS = ("torch", "opencv", "openvino")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+#: ``auto`` (the default): openvino on the CPU when it is installed and the network converts,
+#: else torch (:func:`vsr.backends.build.resolve_backend`).
+BACKENDS = ("auto", "torch", "opencv", "openvino")
+#: ``int8``: post-training quantisation, openvino only (:mod:`vsr.backends.quantize`).
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 SMALLEST_TILE = 8  # what --tile accepts (out-of-memory recovery stops at 16)
 #: ``compile`` values: eager, ``torch.compile(module)``, and its CUDA-graph mode.
 COMPILE_MODES = ("off", "default", "reduce-overhead")
@@ -53,7 +56,7 @@ class InferenceOptions:
     model: str = "espcn"
     scale: int = 3
     weights: Path | None = None
-    backend: str = "torch"  # "opencv": cv2.dnn_superres on a .pb; "openvino": on the CPU
+    backend: str = "auto"  # "torch"; "opencv": cv2.dnn_superres on a .pb; "openvino": CPU
     device: str = "auto"
     devices: tuple[str, ...] = ()
     precision: str = "auto"
@@ -63,11 +66,14 @@ class InferenceOptions:
     self_ensemble: bool = False  # x8 geometric self-ensemble
     compile: str = "off"  # torch.compile: "off", "default" or "reduce-overhead"
     threads: int | None = None
+    calibration: Path | None = None  # --precision int8: images folder or video
 
     def __post_init__(self) -> None:
         # Normalise what config files and pickled batch jobs carry (str paths, lists).
-        if self.weights is not None and not isinstance(self.weights, Path):
-            object.__setattr__(self, "weights", Path(self.weights))
+        for name in ("weights", "calibration"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
         if isinstance(self.devices, list):
             object.__setattr__(self, "devices", tuple(self.devices))
         if not isinstance(self.scale, int) or isinstance(self.scale, bool) or self.scale < 1:
@@ -78,10 +84,11 @@ class InferenceOptions:
             raise UsageError(f"threads must be at least 1, got {self.threads}")
         if str(self.precision).lower() not in PRECISIONS:
             raise UsageError(
-                f"unknown precision {self.precision!r}", hint="use auto, fp32, fp16 or bf16"
+                f"unknown precision {self.precision!r}",
+                hint="use auto, fp32, fp16, bf16 or int8",
             )
         check_compile(self.compile, backend=self.backend)
-        check_openvino_device(self.backend, self.device, self.precision)
+        check_openvino_device(self.backend, self.device, self.precision, self.calibration)
         check_inference_options(
             backend=self.backend,
             tile=self.tile,
@@ -162,9 +169,27 @@ def check_compile(mode: object, *, backend: str = "torch") -> None:
         raise UsageError("--compile needs the torch backend", hint="drop it or use --backend torch")
 
 
-def check_openvino_device(backend: str, device: str, precision: str) -> None:
+def check_openvino_device(
+    backend: str, device: str, precision: str, calibration: Path | None = None
+) -> None:
     """Raise UsageError when the openvino backend is asked for another device than the CPU
-    or another precision than fp32."""
+    or a precision it lacks (it runs fp32, bf16 and int8), when int8 is asked of a backend
+    other than openvino (or auto), or a calibration set is given without int8."""
+    precision = str(precision).lower()
+    if precision == "int8" and backend not in ("auto", "openvino"):
+        raise UsageError(
+            "--precision int8 needs the openvino backend",
+            hint="use --backend openvino (pip install 'vsr[openvino]')",
+        )
+    if calibration is not None and precision != "int8":
+        raise UsageError(
+            "--calibration is for --precision int8", hint="drop it or add --precision int8"
+        )
+    if precision == "int8" and device_key(device).split(":")[0] not in ("auto", "cpu"):
+        raise UsageError(
+            f"--precision int8 runs on the CPU (openvino), not {device}",
+            hint="drop --device or use --precision fp16/bf16",
+        )
     if backend != "openvino":
         return
     if device_key(device).split(":")[0] not in ("auto", "cpu"):
@@ -172,9 +197,9 @@ def check_openvino_device(backend: str, device: str, precision: str) -> None:
             f"--backend openvino runs on the CPU, not {device}",
             hint="drop --device or use --backend torch",
         )
-    if str(precision).lower() not in ("auto", "fp32"):
+    if precision not in ("auto", "fp32", "bf16", "int8"):
         raise UsageError(
-            f"--backend openvino runs in fp32, not {precision}",
+            f"--backend openvino runs in fp32, bf16 or int8, not {precision}",
             hint="drop --precision or use --backend torch",
         )
 

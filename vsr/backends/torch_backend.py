@@ -40,6 +40,7 @@ from vsr.backends.tiling import DEFAULT_OVERLAP, run_tiled
 from vsr.backends.transfer import Download, HostTransfer, StagingPool
 from vsr.media.frame import ColorInfo, Frame
 from vsr.models.archs.interpolate import PolyphaseResize
+from vsr.models.deploy import inference_module
 from vsr.models.registry import LoadedModel
 
 log = logging.getLogger("vsr")
@@ -47,6 +48,8 @@ log = logging.getLogger("vsr")
 
 class TorchBackend(HostTransfer, OOMFallback):
     """Runs ``model`` on lists of frames of one size and format (one video stream)."""
+
+    name = "torch"  # the backend, as --backend names it
 
     def __init__(
         self,
@@ -83,7 +86,8 @@ class TorchBackend(HostTransfer, OOMFallback):
             torch.backends.cudnn.benchmark = True
         # channels_last: about twice as fast for these convolutions on CPU (oneDNN) and
         # the layout tensor cores want on CUDA.
-        self.module = model.module.to(self.device, self.dtype).eval()
+        # inference_module: a copy with transposed convolutions as sub-pixel convolutions
+        self.module = inference_module(model.module).to(self.device, self.dtype).eval()
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.module = self.module.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.chroma_resize = PolyphaseResize(self.scale, "cubic").to(self.device, self.dtype)

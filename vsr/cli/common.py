@@ -45,7 +45,9 @@ def device_option(help: str = "auto, cpu, cuda, cuda:N or mps.") -> Any:
     return typer.Option("--device", help=help)
 
 
-def precision_option(help: str = "auto, fp32, fp16 or bf16.") -> Any:
+def precision_option(
+    help: str = "auto, fp32, fp16, bf16 or int8 (int8: the openvino backend).",
+) -> Any:
     return typer.Option("--precision", help=help)
 
 
@@ -76,6 +78,24 @@ OptModel = Annotated[str | None, model_option("Model name (default: espcn).")]
 OptScale = Annotated[int | None, scale_option("Upscaling factor (default: 3).")]
 OptDevice = Annotated[str | None, device_option("auto, cpu, cuda, cuda:N or mps (default: auto).")]
 OptPrecision = Annotated[str | None, precision_option()]
+
+BACKEND_HELP = (
+    "auto: openvino on the CPU when it is installed and the model converts, else torch; "
+    "torch; openvino (the network run by OpenVINO on the CPU); or opencv (cv2.dnn_superres "
+    "on a .pb given with --weights)"
+)
+Backend = Annotated[str, typer.Option("--backend", help=f"{BACKEND_HELP} (default: auto).")]
+OptBackend = Annotated[
+    str | None, typer.Option("--backend", help=f"{BACKEND_HELP} (default: auto).")
+]
+Calibration = Annotated[
+    Path | None,
+    typer.Option(
+        "--calibration",
+        help="With --precision int8: a folder of images or a video whose frames calibrate "
+        "the quantisation.",
+    ),
+]
 
 Weights = Annotated[
     Path | None,

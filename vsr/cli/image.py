@@ -11,6 +11,7 @@ import typer
 
 from vsr.cli.common import (
     TILE,
+    Backend,
     Debug,
     Device,
     Json,
@@ -50,6 +51,7 @@ def image(
     weights: Weights = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    backend: Backend = "auto",
     tile: Annotated[int, TILE] = 0,
     tile_overlap: TileOverlap = None,
     self_ensemble: SelfEnsemble = False,
@@ -71,6 +73,7 @@ def image(
             weights=weights,
             device=device,
             precision=precision,
+            backend=backend,
             tile=tile,
             tile_overlap=tile_overlap,
             self_ensemble=self_ensemble,

@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from vsr.cli.common import (
+    Backend,
+    Calibration,
     Debug,
     Device,
     FinalJson,
@@ -49,6 +51,8 @@ def eval_command(
     self_ensemble: SelfEnsemble = False,
     device: Device = "auto",
     precision: Precision = "fp32",
+    backend: Backend = "auto",
+    calibration: Calibration = None,
     quiet: Annotated[bool, quiet_option("No progress bar.")] = False,
     as_json: Annotated[bool, json_option("Print the results as JSON on stdout.")] = False,
     debug: Debug = False,
@@ -66,6 +70,8 @@ def eval_command(
             weights=weights,
             device=device,
             precision=precision,
+            backend=backend,
+            calibration=calibration,
             self_ensemble=self_ensemble,
         )
         cfg = EvalConfig(datasets=tuple(datasets), inference=inference)
@@ -185,8 +191,9 @@ def compare(
     ] = True,
     device: Device = "auto",
     precision: Annotated[
-        str, precision_option("auto, fp32, fp16 or bf16 (default: fp32, as vsr eval).")
+        str, precision_option("auto, fp32, fp16, bf16 or int8 (default: fp32, as vsr eval).")
     ] = "fp32",
+    backend: Backend = "auto",
     overwrite: Annotated[bool, overwrite_option("Replace an existing report.")] = False,
     quiet: Annotated[bool, quiet_option("No summary.")] = False,
     as_json: Json = False,
@@ -208,7 +215,9 @@ def compare(
             input=input,
             output=out if out is not None else Path("compare.html"),
             models=tuple(models or ()),
-            inference=InferenceOptions(scale=scale, device=device, precision=precision),
+            inference=InferenceOptions(
+                scale=scale, device=device, precision=precision, backend=backend
+            ),
             weights=parse_weights_for(weights_for or []),
             frame=frame,
             crop=parse_crop(crop) if crop is not None else None,

@@ -11,7 +11,9 @@ import typer
 
 from vsr.cli.common import (
     TILE,
+    Backend,
     BatchSize,
+    Calibration,
     Codec,
     Crf,
     Debug,
@@ -21,6 +23,7 @@ from vsr.cli.common import (
     Json,
     Model,
     NoAudio,
+    OptBackend,
     OptDevice,
     OptModel,
     OptScale,
@@ -62,7 +65,10 @@ def run(
     ] = None,
     precision: Annotated[
         str | None,
-        precision_option("auto, fp32, fp16 or bf16 (default: auto: fp16 on CUDA, fp32 on CPU)."),
+        precision_option(
+            "auto, fp32, fp16, bf16 or int8 (default: auto: fp16 on CUDA, fp32 on CPU; int8: "
+            "the openvino backend, calibrated on frames of the input or --calibration)."
+        ),
     ] = None,
     batch_size: BatchSize = None,
     compile_mode: Annotated[
@@ -73,15 +79,8 @@ def run(
             "(default: off).",
         ),
     ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            "--backend",
-            help="torch; opencv: cv2.dnn_superres on a .pb file (the reference); or "
-            "openvino: the network run by OpenVINO on the CPU (needs the openvino package) "
-            "(default: torch).",
-        ),
-    ] = None,
+    backend: OptBackend = None,
+    calibration: Calibration = None,
     tile: Annotated[int | None, TILE] = None,
     tile_overlap: TileOverlap = None,
     self_ensemble: SelfEnsemble = False,
@@ -142,6 +141,7 @@ def run(
             "batch_size": batch_size,
             "compile": compile_mode,
             "backend": backend,
+            "calibration": calibration,
             "tile": tile,
             "tile_overlap": tile_overlap,
             "self_ensemble": self_ensemble or None,
@@ -243,10 +243,7 @@ def bench(
     device: Device = "auto",
     precision: Precision = "auto",
     batch_size: BatchSize = None,
-    backend: Annotated[
-        str,
-        typer.Option("--backend", help="torch, openvino or opencv (a .pb with --weights)."),
-    ] = "torch",
+    backend: Backend = "auto",
     codec: Annotated[str, codec_option()] = "libx264",
     preset: Preset = None,
     repeats: Annotated[

@@ -10,6 +10,7 @@ import typer
 
 from vsr.cli.common import (
     TILE,
+    Backend,
     Debug,
     Device,
     FinalJson,
@@ -49,6 +50,7 @@ def stream_command(
     weights: Weights = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    backend: Backend = "auto",
     tile: Annotated[int, TILE] = 0,
     tile_overlap: TileOverlap = None,
     duration: Annotated[
@@ -120,6 +122,7 @@ def stream_command(
             weights=weights,
             device=device,
             precision=precision,
+            backend=backend,
             tile=tile,
             tile_overlap=tile_overlap,
             duration=duration,

@@ -38,8 +38,10 @@ class CompareConfig:
 
         if self.scale < 2:
             raise UsageError(f"scale must be at least 2, got {self.scale}")
-        if self.inference.backend != "torch":
-            raise UsageError("vsr compare runs the torch backend")
+        if self.inference.backend == "opencv":
+            raise UsageError(
+                "vsr compare runs the torch or openvino backend", hint="drop --backend opencv"
+            )
         if self.from_gt:
             if self.gt is None and self.input is None:
                 raise UsageError("--from-gt needs a ground truth", hint="give --gt HR_IMAGE")

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from vsr.errors import UsageError
+from vsr.live.auto import backend_name, choose_model
 from vsr.live.options import StreamConfig, Upscaler, make_upscaler
 from vsr.live.policy import LatestQueue
 from vsr.live.sinks import AvSink, PreviewSink, check_preview, parse_sink
@@ -55,11 +56,12 @@ class StreamReport:
     sinks: list[str]
     model: str
     scale: int
+    backend: str | None  # the backend that ran the model (torch, openvino, opencv)
     input_size: tuple[int, int] | None
     output_size: tuple[int, int] | None
     stopped: str  # "end", "duration", "interrupt", "preview", "source lost"
     stats: dict[str, Any] = field(default_factory=dict)
-    auto: dict[str, Any] | None = None  # --model auto: choice, reason, measured rates
+    auto: dict[str, Any] | None = None  # --model auto: model, backend, reason, rates
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,8 +69,9 @@ class StreamReport:
     def summary(self) -> str:
         s = StatsSnapshot(**self.stats)
         size = f"{self.output_size[0]}x{self.output_size[1]}" if self.output_size else "-"
+        on = f" on {self.backend}" if self.backend else ""
         return (
-            f"{', '.join(self.sinks) or '(no sink)'}: {size}, {self.model} x{self.scale}, "
+            f"{', '.join(self.sinks) or '(no sink)'}: {size}, {self.model} x{self.scale}{on}, "
             f"stopped ({self.stopped}) after {s.seconds:.1f} s; {s.line()}"
         )
 
@@ -210,15 +213,16 @@ def stream(
     )
     auto: dict[str, Any] | None = None
     if upscaler is None and cfg.inference.model == "auto":
-        from vsr.live.auto import choose_model
-
         if not cfg.target_fps or cfg.target_fps <= 0:
             raise UsageError("--model auto needs --target-fps N")
         size = cfg.input_size or (640, 360)
         choice, upscaler = choose_model(cfg, cfg.target_fps, size=size)
         log.warning("--model auto: %s", choice.reason)
         auto = asdict(choice)
-        cfg = replace(cfg, inference=replace(cfg.inference, model=choice.model, scale=choice.scale))
+        chosen = replace(
+            cfg.inference, model=choice.model, scale=choice.scale, backend=choice.backend
+        )
+        cfg = replace(cfg, inference=chosen)
     up = upscaler or make_upscaler(cfg)
     w0 = time.monotonic()
     warm_up(up)
@@ -427,6 +431,7 @@ def stream(
         sinks=list(cfg.sinks) + (["preview"] if cfg.show else []),
         model=opts.model,
         scale=up.scale,
+        backend=backend_name(up, None if opts.backend == "auto" else opts.backend),
         input_size=(info.width, info.height) if info else None,
         output_size=(info.width * up.scale, info.height * up.scale) if info else None,
         stopped=state["stopped"],

@@ -65,6 +65,8 @@ class RunReport:
     # every input stream and what became of it, and the video decisions
     # (vsr.media.fidelity.Fidelity.to_dict)
     fidelity: dict[str, Any] = field(default_factory=dict)
+    # the backend that ran the network (torch, openvino, opencv): what --backend auto chose
+    backend: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +76,8 @@ class RunReport:
         w, h = self.output_size
         return (
             f"{self.output}: {w}x{h}, {self.frames_out}/{self.frames_in} frames in "
-            f"{self.seconds:.1f} s ({self.fps:.1f} fps) on {self.device}; "
+            f"{self.seconds:.1f} s ({self.fps:.1f} fps) with {self.backend or 'the model'} "
+            f"on {self.device}; "
             f"busy: {busy}; bottleneck: {self.bottleneck}"
         )
 
@@ -129,6 +132,11 @@ class Job:
     @property
     def device(self) -> str:
         return ", ".join(b.description for b in self.backends)
+
+    @property
+    def backend_name(self) -> str:
+        """The backend that runs the network: torch, openvino or opencv."""
+        return self.backends[0].name
 
     @property
     def total_frames(self) -> int | None:
@@ -194,6 +202,7 @@ class Job:
             scale=opts.scale,
             weights=self.weights,
             device=self.device,
+            backend=self.backend_name,
             input_size=(video.width, video.height),
             output_size=self.out_size,
             frames_in=frames_in,
@@ -228,7 +237,9 @@ def prepare(cfg: RunConfig) -> Job:
     opts = cfg.inference
     if opts.backend == "opencv":
         check_opencv_options(opts, bit_depth=video.bit_depth)
-    backends = build_backends(opts, color=video.color, bit_depth=video.bit_depth)
+    backends = build_backends(
+        opts, color=video.color, bit_depth=video.bit_depth, calibration_source=cfg.input
+    )
     size = Writer.output_size(
         video.width * opts.scale, video.height * opts.scale, cfg.pix_fmt or video.pix_fmt
     )
