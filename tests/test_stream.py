@@ -37,6 +37,23 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def wait_udp_bound(port: int, limit: float = 45.0) -> None:
+    """Wait until a UDP socket is bound to ``port`` (the receiver is listening; building
+    its backend first can take seconds: an OpenVINO conversion on a loaded machine). Where
+    ``/proc/net/udp`` does not exist, wait one second."""
+    table = Path("/proc/net/udp")
+    if not table.exists():
+        time.sleep(1.0)
+        return
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for line in table.read_text().splitlines()[1:]:
+            if int(line.split()[1].split(":")[1], 16) == port:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing bound UDP port {port} within {limit:g} s")
+
+
 def send_ts(
     url: str,
     frames: int,
@@ -274,7 +291,7 @@ def test_udp_loopback_fast_model(tmp_path: Path) -> None:
 
     t = threading.Thread(target=receive)
     t.start()
-    time.sleep(0.5)  # the receiver binds the port first
+    wait_udp_bound(port)  # the receiver binds the port first
     sender = start_sender(f"udp://127.0.0.1:{port}?pkt_size=1316", 90)
     finish_sender(sender)
     t.join(timeout=30)

@@ -51,6 +51,14 @@ def stream_command(
     device: Device = "auto",
     precision: Precision = "auto",
     backend: Backend = "auto",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="CPU threads for the model (default: half the cores; capture and the sinks "
+            "need the rest).",
+        ),
+    ] = None,
     tile: Annotated[int, TILE] = 0,
     tile_overlap: TileOverlap = None,
     duration: Annotated[
@@ -123,6 +131,7 @@ def stream_command(
             device=device,
             precision=precision,
             backend=backend,
+            threads=threads,
             tile=tile,
             tile_overlap=tile_overlap,
             duration=duration,
