@@ -55,8 +55,8 @@ def stream_command(
         int | None,
         typer.Option(
             "--threads",
-            help="CPU threads for the model (default: half the cores; capture and the sinks "
-            "need the rest).",
+            help="CPU threads for the model (default: all cores with openvino, half of them "
+            "with torch, whose idle threads keep spinning beside capture and the sinks).",
         ),
     ] = None,
     tile: Annotated[int, TILE] = 0,

@@ -58,11 +58,20 @@ class StreamConfig:
 
 def make_upscaler(cfg: StreamConfig) -> Upscaler:
     """The live model stage's backend, made from ``cfg.inference`` like every mode's."""
-    from vsr.backends.build import build_backend
+    from vsr.backends.build import build_backend, resolve_backend
 
-    # Capture (decode) and the sinks (encode) need cores too: on the CPU the model gets
-    # half of them by default (all of them made a 64x48 bicubic frame 200x slower here,
-    # 212 ms against 0.9 ms, on a 2-core machine that was also busy).
+    # Capture (decode) and the sinks (encode) need cores too: on the CPU torch gets half of
+    # them by default (all of them made a 64x48 bicubic frame 200x slower here, 212 ms
+    # against 0.9 ms, on a 2-core machine that was also busy: OpenMP threads spinning
+    # beside the encoder). OpenVINO's threads yield: with both cores of two, FSRCNN x2 on a
+    # 640x360 30 fps stream kept 13.1 fps instead of 8.1 (fp32) and 29.7 instead of 24.1
+    # (bf16), the sinks busy under a quarter of the time (BENCHMARKS.md, "Live").
     opts = cfg.inference
-    threads = opts.threads or max(1, (os.cpu_count() or 1) // 2)
+    cores = os.cpu_count() or 1
+    if opts.threads:
+        threads = opts.threads
+    elif resolve_backend(opts).backend == "openvino":
+        threads = cores
+    else:
+        threads = max(1, cores // 2)
     return build_backend(opts, threads=threads)
