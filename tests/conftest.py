@@ -142,3 +142,21 @@ def clip_truncated(media_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def clip_corrupt(media_dir: Path) -> Path:
     return make_corrupt_file(media_dir / "corrupt.mp4")
+
+
+@pytest.fixture
+def ov_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own conversion cache (``VSR_CACHE``); returns its openvino folder."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("VSR_CACHE", str(cache))
+    return cache / "openvino"
+
+
+@pytest.fixture
+def torch_threads():
+    """Restore torch's thread count after the test (backends set it)."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

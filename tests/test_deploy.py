@@ -7,17 +7,15 @@ frames as before.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from frame_checks import max_diff, smooth_frames
 from torch import nn
 
 import vsr.backends.torch_backend as torch_backend
 from vsr.backends.torch_backend import TorchBackend
-from vsr.media.frame import Frame
 from vsr.models.deploy import inference_module, subpixel_from_deconv
 from vsr.models.registry import LoadedModel, get_spec
 
@@ -158,29 +156,6 @@ def test_callers_module_is_not_modified() -> None:
     assert all(torch.equal(before[k], module.state_dict()[k]) for k in before)
 
 
-def _frames(n: int, h: int, w: int) -> list[Frame]:
-    """Smooth random 8-bit 4:2:0 frames."""
-    out = []
-    for i in range(n):
-        rng = np.random.default_rng(i)
-        planes = []
-        for ph, pw in ((h, w), ((h + 1) // 2, (w + 1) // 2), ((h + 1) // 2, (w + 1) // 2)):
-            small = torch.from_numpy(rng.random((1, 1, ph // 3 + 2, pw // 3 + 2)))
-            big = torch.nn.functional.interpolate(small, size=(ph, pw), mode="bilinear")
-            planes.append(np.rint(16 + big[0, 0].numpy() * 219).astype(np.uint8))
-        out.append(Frame(i, i * 2, Fraction(1, 48), (planes[0], planes[1], planes[2]), "yuv420p"))
-    return out
-
-
-def _max_diff(a: list[Frame], b: list[Frame]) -> int:
-    worst = 0
-    for fa, fb in zip(a, b, strict=True):
-        for pa, pb in zip(fa.planes, fb.planes, strict=True):
-            assert pa.shape == pb.shape and pa.dtype == pb.dtype
-            worst = max(worst, int(np.abs(pa.astype(np.int32) - pb.astype(np.int32)).max()))
-    return worst
-
-
 def _fsrcnn(scale: int) -> LoadedModel:
     module = _randomise(get_spec("fsrcnn").build(scale, None, {}), 10 + scale)
     with torch.no_grad():  # a plausible SR output: the random net's response scaled down
@@ -192,14 +167,14 @@ def _fsrcnn(scale: int) -> LoadedModel:
 @pytest.mark.parametrize("scale", [2, 3])
 def test_torch_backend_gives_the_same_frames(scale: int, monkeypatch: pytest.MonkeyPatch) -> None:
     model = _fsrcnn(scale)
-    frames = _frames(2, 30, 44)
+    frames = smooth_frames(2, 30, 44)
     fast = TorchBackend(model, device="cpu", precision="fp32", threads=2)
     assert _deconvs(fast.module) == 0
     assert isinstance(model.module.tail, nn.ConvTranspose2d)  # the LoadedModel keeps its layer
     monkeypatch.setattr(torch_backend, "inference_module", lambda m: m)
     ref = TorchBackend(model, device="cpu", precision="fp32", threads=2)
     assert _deconvs(ref.module) == 1
-    assert _max_diff(fast.upscale(frames), ref.upscale(frames)) <= 1
+    assert max_diff(fast.upscale(frames), ref.upscale(frames)) <= 1
 
 
 def _runtime_layers(ovb) -> set[str]:
@@ -220,9 +195,9 @@ def test_openvino_backend_converts_the_rewritten_module(
     assert _deconvs(ovb.module) == 0
     assert ovb._dynamic is not None
     assert "Deconvolution" not in _runtime_layers(ovb), _runtime_layers(ovb)
-    frames = _frames(1, 30, 44)
+    frames = smooth_frames(1, 30, 44)
     ref = TorchBackend(model, device="cpu", precision="fp32", threads=2)
-    assert _max_diff(ovb.upscale(frames), ref.upscale(frames)) <= 1
+    assert max_diff(ovb.upscale(frames), ref.upscale(frames)) <= 1
     # the check above means something: without the rewrite OpenVINO runs a Deconvolution
     monkeypatch.setattr(torch_backend, "inference_module", lambda m: m)
     monkeypatch.setenv("VSR_CACHE", str(tmp_path / "cache-original"))

@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from frame_checks import max_diff, smooth_frames
 
 from vsr.backends.build import OPENVINO_MISSING, build_backend, build_backends
 from vsr.backends.options import InferenceOptions
@@ -34,46 +33,12 @@ ov = pytest.importorskip("openvino")
 
 from vsr.backends.openvino_backend import OpenVINOBackend  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("VSR_CACHE", str(cache))
-    return cache / "openvino"
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 @pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def _frames(n: int, h: int, w: int, *, bits: int = 8, seed: int = 0) -> list[Frame]:
-    """Smooth random 4:2:0 frames (blocks upsampled, so edges and gradients)."""
-    peak = (1 << bits) - 1
-    dtype = np.uint8 if bits == 8 else np.uint16
-    fmt = "yuv420p" if bits == 8 else "yuv420p10le"
-    out = []
-    for i in range(n):
-        rng = np.random.default_rng(seed + i)
-        planes = []
-        for ph, pw in ((h, w), ((h + 1) // 2, (w + 1) // 2), ((h + 1) // 2, (w + 1) // 2)):
-            small = torch.from_numpy(rng.random((1, 1, ph // 3 + 2, pw // 3 + 2)))
-            big = torch.nn.functional.interpolate(small, size=(ph, pw), mode="bilinear")
-            lo, hi = 16 / 255 * peak, 235 / 255 * peak
-            planes.append(np.rint(lo + big[0, 0].numpy() * (hi - lo)).astype(dtype))
-        out.append(Frame(i, i * 2, Fraction(1, 48), (planes[0], planes[1], planes[2]), fmt))
-    return out
-
-
-def _max_diff(a: list[Frame], b: list[Frame]) -> int:
-    worst = 0
-    for fa, fb in zip(a, b, strict=True):
-        for pa, pb in zip(fa.planes, fb.planes, strict=True):
-            assert pa.shape == pb.shape and pa.dtype == pb.dtype
-            worst = max(worst, int(np.abs(pa.astype(np.int32) - pb.astype(np.int32)).max()))
-    return worst
+def _cache(ov_cache: Path) -> Path:
+    return ov_cache
 
 
 def _tiny(name: str) -> LoadedModel:
@@ -104,8 +69,8 @@ def _pair(name: str, **kw) -> tuple[TorchBackend, OpenVINOBackend]:
 )
 def test_same_frames_as_torch(name: str) -> None:
     ref, ovb = _pair(name)
-    frames = _frames(2, 40, 56)
-    diff = _max_diff(ref.upscale(frames), ovb.upscale(frames))
+    frames = smooth_frames(2, 40, 56)
+    diff = max_diff(ref.upscale(frames), ovb.upscale(frames))
     assert diff <= 1, f"{name}: max difference {diff} code values"
     assert ovb._dynamic is not None, f"{name} fell back to per-shape compilation"
     assert ovb.description.startswith("cpu fp32 (OpenVINO 20")
@@ -115,20 +80,20 @@ def test_same_frames_as_torch(name: str) -> None:
 def test_10bit_tiles_ensemble_and_a_new_size_on_one_backend(_cache: Path) -> None:
     # Max differences seen: 1 (10-bit espcn), 0 (other size), 0 (fsrcnn tiles), 1 (self-ensemble).
     ref, ovb = _pair("espcn")
-    frames = _frames(2, 36, 44, bits=10)
-    assert _max_diff(ref.upscale(frames), ovb.upscale(frames)) <= 1
-    other = _frames(1, 50, 30)  # another size: the dynamic model, no recompilation
+    frames = smooth_frames(2, 36, 44, bits=10)
+    assert max_diff(ref.upscale(frames), ovb.upscale(frames)) <= 1
+    other = smooth_frames(1, 50, 30)  # another size: the dynamic model, no recompilation
     compiled = ovb._dynamic
-    assert _max_diff(ref.upscale(other), ovb.upscale(other)) <= 1
+    assert max_diff(ref.upscale(other), ovb.upscale(other)) <= 1
     assert ovb._dynamic is compiled and not ovb._static
 
     ref, ovb = _pair("fsrcnn", tile=16, tile_overlap=4)
-    frames = _frames(1, 40, 56)
+    frames = smooth_frames(1, 40, 56)
     assert "tiles 16+4" in ovb.description
-    assert _max_diff(ref.upscale(frames), ovb.upscale(frames)) <= 1
+    assert max_diff(ref.upscale(frames), ovb.upscale(frames)) <= 1
 
     ref, ovb = _pair("espcn", self_ensemble=True)
-    assert _max_diff(ref.upscale(frames), ovb.upscale(frames)) <= 1
+    assert max_diff(ref.upscale(frames), ovb.upscale(frames)) <= 1
 
 
 @pytest.mark.slow
@@ -142,14 +107,14 @@ def test_converted_model_is_cached_on_disk(_cache: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(ov, "convert_model", counting)
     model = load_model("fsrcnn", 2)
-    frames = _frames(1, 24, 32)
+    frames = smooth_frames(1, 24, 32)
     first = OpenVINOBackend(model, threads=1).upscale(frames)
     assert len(calls) == 1
     assert len(list(_cache.glob("*.xml"))) == 1 and len(list(_cache.glob("*.bin"))) == 1
     assert not [p for p in _cache.iterdir() if p.name.startswith(".vsr-tmp")]
     second = OpenVINOBackend(load_model("fsrcnn", 2), threads=1).upscale(frames)
     assert len(calls) == 1, "the second backend converted again"
-    assert _max_diff(first, second) == 0
+    assert max_diff(first, second) == 0
     OpenVINOBackend(load_model("fsrcnn", 3), threads=1)  # other weights: another entry
     assert len(calls) == 2 and len(list(_cache.glob("*.xml"))) == 2
 
@@ -220,6 +185,6 @@ def test_vsr_run_end_to_end(tmp_path: Path, model: str) -> None:
     a, b = _decoded(ref), _decoded(out)
     assert len(a) == len(b) == 6
     assert (a[0].width, a[0].height) == (128, 96)
-    diff = _max_diff(a, b)
+    diff = max_diff(a, b)
     print(f"{model}: max difference {diff}")
     assert diff <= 1, f"{model}: max difference {diff} code values"

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from frame_checks import max_diff
 from typer.testing import CliRunner
 
 from vsr.backends.build import build_backend
@@ -35,19 +36,12 @@ ov = pytest.importorskip("openvino")
 from vsr.backends import quantize  # noqa: E402
 from vsr.backends.openvino_backend import OpenVINOBackend, cpu_has_bf16, model_key  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("VSR_CACHE", str(cache))
-    return cache / "openvino"
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 @pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+def _cache(ov_cache: Path) -> Path:
+    return ov_cache
 
 
 @pytest.fixture
@@ -83,14 +77,6 @@ def _images(folder: Path, n: int = 3) -> Path:
     return folder
 
 
-def _max_diff(a: list[Frame], b: list[Frame]) -> int:
-    return max(
-        int(np.abs(pa.astype(np.int32) - pb.astype(np.int32)).max())
-        for fa, fb in zip(a, b, strict=True)
-        for pa, pb in zip(fa.planes, fb.planes, strict=True)
-    )
-
-
 def _one_line(exc: pytest.ExceptionInfo[UsageError]) -> str:
     text = str(exc.value)
     assert "\n" not in text
@@ -108,7 +94,7 @@ def test_bf16_runs_within_a_few_code_values_of_fp32() -> None:
     fp32 = OpenVINOBackend(model, threads=2).upscale(frames)
     bf16 = OpenVINOBackend(model, threads=2, precision="bf16")
     assert bf16.description.startswith("cpu bf16 (OpenVINO 20")
-    diff = _max_diff(fp32, bf16.upscale(frames))
+    diff = max_diff(fp32, bf16.upscale(frames))
     print(f"bf16 vs fp32: max {diff} code values")
     assert diff <= 8, f"bf16: max difference {diff} code values"
 
@@ -142,7 +128,7 @@ def test_int8_quantises_close_to_fp32_and_caches_apart(
     int8 = OpenVINOBackend(model, threads=2, precision="int8", calibration=calib)
     assert int8.description.startswith("cpu int8 (OpenVINO 20")
     out = int8.upscale(frames)
-    worst = _max_diff(fp32, out)
+    worst = max_diff(fp32, out)
     mean = float(
         np.mean(
             [
@@ -164,7 +150,7 @@ def test_int8_quantises_close_to_fp32_and_caches_apart(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(quantize, "quantize_model", lambda *a: calls.append(1) or real(*a))
         again = OpenVINOBackend(model, threads=2, precision="int8", calibration=calib)
-    assert calls == [] and _max_diff(out, again.upscale(frames)) == 0
+    assert calls == [] and max_diff(out, again.upscale(frames)) == 0
 
 
 def test_unmeasured_or_over_threshold_is_refused_in_one_line(
