@@ -192,3 +192,31 @@ def test_image_eval_and_compare_refuse_opencv(tmp_path: Path) -> None:
     ):
         with pytest.raises(UsageError, match="torch or openvino"):
             make()
+
+
+@pytest.mark.parametrize(
+    ("backend", "threads", "expected"),
+    [("openvino", None, "all"), ("torch", None, "half"), ("openvino", 1, 1), ("torch", 2, 2)],
+)
+def test_live_model_threads(
+    monkeypatch: pytest.MonkeyPatch, backend: str, threads: int | None, expected: object
+) -> None:
+    """vsr stream: openvino gets all the cores, torch half (its idle threads spin beside
+    capture and the sinks); --threads overrides both."""
+    import os
+
+    from vsr.live import options as live_options
+    from vsr.live.options import StreamConfig
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(build, "openvino_installed", lambda: True)
+    seen: dict[str, object] = {}
+
+    def fake_build(opts: InferenceOptions, *, threads: int) -> object:
+        seen["threads"] = threads
+        return object()
+
+    monkeypatch.setattr(build, "build_backend", fake_build)
+    cfg = StreamConfig.from_values("in.ts", device="cpu", backend=backend, threads=threads)
+    live_options.make_upscaler(cfg)
+    assert seen["threads"] == {"all": 4, "half": 2}.get(str(expected), expected)
