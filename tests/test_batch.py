@@ -20,11 +20,12 @@ from typing import Any
 import av
 import pytest
 import typer
+from inline_engine import InlineEngine
 from typer.testing import CliRunner
 
 from vsr.batch.engine import run_batch
 from vsr.batch.inputs import expand_inputs, suffixed
-from vsr.batch.jobs import JobResult, JobSpec, run_job
+from vsr.batch.jobs import JobResult, JobSpec
 from vsr.batch.ledger import LEDGER_NAME, Ledger
 from vsr.batch.options import BatchConfig
 from vsr.batch.report import BatchReport
@@ -64,24 +65,6 @@ def config(inputs: list[Any], out: Path, **kw: Any) -> BatchConfig:
     kw.setdefault("progress", False)
     kw.setdefault("backoff", 0.01)
     return BatchConfig(inputs=tuple(str(i) for i in inputs), out=out, options=options, **kw)
-
-
-class InlineEngine:
-    """Runs ``run_job`` in this process (the driver logic without worker start-up)."""
-
-    def __init__(self) -> None:
-        self.ran: list[str] = []
-
-    def run(
-        self,
-        specs: list[JobSpec],
-        on_result: Callable[[JobResult], None],
-        on_start: Callable[[JobSpec], None],
-    ) -> None:
-        for spec in specs:
-            on_start(spec)
-            self.ran.append(Path(spec.input).name)
-            on_result(run_job(spec))
 
 
 def run_inline(cfg: BatchConfig) -> tuple[BatchReport, list[str]]:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from av.packet import PacketSideData, packet_sidedata_type_from_literal
 from av.sidedata.sidedata import Type
+from media_checks import mux_mono_audio
 
 from vsr.config import RunConfig
 from vsr.media.captions import CaptionedFrames, caption_decision, frame_captions
@@ -81,15 +82,7 @@ def make_captioned(
                 out.mux(packet)
         for packet in video.encode(None):
             out.mux(packet)
-        total = 48000 * frames // rate
-        for start in range(0, total, 1024):
-            chunk = np.zeros((1, min(1024, total - start)), np.float32)
-            aframe = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-            aframe.sample_rate, aframe.pts = 48000, start
-            for packet in sound.encode(aframe):
-                out.mux(packet)
-        for packet in sound.encode(None):
-            out.mux(packet)
+        mux_mono_audio(out, sound, np.zeros(48000 * frames // rate, np.float32))
     return path
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -18,10 +17,10 @@ from typing import Any
 import av
 import pytest
 from hdr_media import MASTER_DISPLAY, hdr10_plus_sei, make_hdr_clip
+from inline_engine import InlineEngine
 from typer.testing import CliRunner
 
 from vsr.batch.engine import run_batch
-from vsr.batch.jobs import JobResult, JobSpec, run_job
 from vsr.batch.options import BatchConfig
 from vsr.cli import app
 from vsr.config import RunConfig
@@ -260,20 +259,6 @@ def test_resume_join_keeps_the_sei_of_every_segment(hdr_clip: Path, tmp_path: Pa
     assert all({137, 144} <= types for types in keys)
 
 
-class _Inline:
-    """Runs ``run_job`` in this process (the batch driver without worker processes)."""
-
-    def run(
-        self,
-        specs: list[JobSpec],
-        on_result: Callable[[JobResult], None],
-        on_start: Callable[[JobSpec], None],
-    ) -> None:
-        for spec in specs:
-            on_start(spec)
-            on_result(run_job(spec))
-
-
 def test_batch_job_keeps_hdr10(hdr_clip: Path, tmp_path: Path) -> None:
     src = tmp_path / "in" / "a.mp4"
     src.parent.mkdir()
@@ -281,7 +266,7 @@ def test_batch_job_keeps_hdr10(hdr_clip: Path, tmp_path: Path) -> None:
     cfg = BatchConfig(
         inputs=(str(src.parent),), out=tmp_path / "out", options=dict(FAST), progress=False
     )
-    report = run_batch(cfg, engine=_Inline())  # type: ignore[arg-type]
+    report = run_batch(cfg, engine=InlineEngine())  # type: ignore[arg-type]
     assert report.failed == 0
     (job,) = report.jobs
     assert job.fidelity is not None

@@ -17,10 +17,12 @@ import av
 import numpy as np
 import pytest
 from faults import fault_in
+from inline_engine import InlineEngine
+from media_checks import mux_mono_audio
 from typer.testing import CliRunner
 
 from vsr.batch.engine import run_batch
-from vsr.batch.jobs import JobResult, JobSpec, run_job
+from vsr.batch.jobs import JobResult, JobSpec
 from vsr.batch.options import BatchConfig
 from vsr.cli import app
 from vsr.config import VIDEO_FIELDS, RunConfig
@@ -90,14 +92,7 @@ def make_interlaced(
             total = 48000 * frames // rate
             t = np.arange(total, dtype=np.float32) / 48000
             samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-            for start in range(0, total, 1024):
-                chunk = samples[start : start + 1024].reshape(1, -1)
-                aframe = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                aframe.sample_rate, aframe.pts = 48000, start
-                for packet in sound.encode(aframe):
-                    out.mux(packet)
-            for packet in sound.encode(None):
-                out.mux(packet)
+            mux_mono_audio(out, sound, samples)
     return path
 
 
@@ -298,15 +293,6 @@ def test_resume_deinterlaces_like_an_ordinary_run(tmp_path: Path, caplog) -> Non
     assert all(np.array_equal(a, b) for a, b in zip(planes_a, planes_b, strict=True))
 
 
-class _InlineEngine:
-    """Runs ``run_job`` in this process (the driver without worker start-up)."""
-
-    def run(self, specs: list[JobSpec], on_result: Any, on_start: Any) -> None:
-        for spec in specs:
-            on_start(spec)
-            on_result(run_job(spec))
-
-
 @pytest.mark.slow
 def test_a_batch_job_deinterlaces(interlaced: Path, tmp_path: Path, monkeypatch) -> None:
     # the flag reaches the batch's options
@@ -324,7 +310,7 @@ def test_a_batch_job_deinterlaces(interlaced: Path, tmp_path: Path, monkeypatch)
     out = tmp_path / "out"
     seen: list[JobResult] = []
 
-    class Engine(_InlineEngine):
+    class Engine(InlineEngine):
         def run(self, specs: list[JobSpec], on_result: Any, on_start: Any) -> None:
             assert all(spec.params["deinterlace"] == "yadif" for spec in specs)
             super().run(specs, lambda r: (seen.append(r), on_result(r)), on_start)

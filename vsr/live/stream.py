@@ -345,6 +345,27 @@ def stream(
     def sink() -> None:
         t_busy = 0.0
         ctrl_done = False
+
+        def drain_ctrl(*, until_end: bool) -> float:
+            """Write the audio chunks queued on ``ctrl``; the seconds it took. Only what
+            is queued now, or (``until_end``) up to ctrl's end marker or an abort."""
+            nonlocal ctrl_done
+            spent = 0.0
+            while not ctrl_done:
+                try:
+                    c = ctrl.get(timeout=0.05) if until_end else ctrl.get_nowait()
+                except queue.Empty:
+                    if not until_end or abort.is_set():
+                        break
+                    continue
+                if c is None:
+                    ctrl_done = True
+                elif isinstance(c, AudioChunk):
+                    b0 = time.perf_counter()
+                    write_audio(c)
+                    spent += time.perf_counter() - b0
+            return spent
+
         try:
             while not sinks:  # the first item on ctrl is the source's description
                 try:
@@ -358,17 +379,7 @@ def stream(
                 if isinstance(first, SourceInfo):
                     open_sinks(first)
             while True:
-                while not ctrl_done:
-                    try:
-                        c = ctrl.get_nowait()
-                    except queue.Empty:
-                        break
-                    if c is None:
-                        ctrl_done = True
-                    elif isinstance(c, AudioChunk):
-                        b0 = time.perf_counter()
-                        write_audio(c)
-                        t_busy += time.perf_counter() - b0
+                t_busy += drain_ctrl(until_end=False)
                 try:
                     out, captured, picked = upscaled.get(timeout=0.02)
                 except TimeoutError:
@@ -388,17 +399,7 @@ def stream(
                 stats.set_busy("sink", t_busy)
             # The video has ended; the audio queued behind it belongs to the recording
             # too (capture closes the frame queue first, then ends this one).
-            while not ctrl_done:
-                try:
-                    c = ctrl.get(timeout=0.05)
-                except queue.Empty:
-                    if abort.is_set():
-                        break
-                    continue
-                if c is None:
-                    ctrl_done = True
-                elif isinstance(c, AudioChunk):
-                    write_audio(c)
+            drain_ctrl(until_end=True)
         finally:
             first_error: BaseException | None = None
             for s in sinks:
